@@ -1,0 +1,1 @@
+"""Message rendering and the channel providers, behind one protocol."""

@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Bootstrap and run Journeyman from a fresh clone with nothing but python3.
+
+    python3 dev.py demo   # embedded stack, journeys deployed, synthetic traffic, live funnel
+    python3 dev.py test   # the whole test suite (what CI runs)
+    python3 dev.py lint   # ruff and mypy
+    python3 dev.py journeyman ARGS...   # any CLI command inside the project's environment
+
+The first call creates `.venv/` beside this file and installs the project into it; later
+calls reinstall only when `pyproject.toml` changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+STAMP = VENV / ".journeyman-installed"
+
+
+def _ensure_env() -> None:
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    if not (BIN / "python").exists():
+        print(f"Creating {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+    print("Installing Journeyman and its tools (first run only) ...", flush=True)
+    subprocess.run([*pip, "install", "-U", "pip", "setuptools>=68", "wheel"], check=True)
+    subprocess.run([*pip, "install", "-e", f"{ROOT}[test]"], check=True)
+    STAMP.write_text(wanted)
+
+
+def _run(argv: list[str]) -> int:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(argv, cwd=ROOT, env=env).returncode
+
+
+def main(args: list[str]) -> int:
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return 0 if args else 2
+    _ensure_env()
+    command, rest = args[0], args[1:]
+    python = str(BIN / "python")
+    if command == "demo":
+        return _run([str(BIN / "journeyman"), "demo", *rest])
+    if command == "test":
+        return _run([python, "-m", "pytest", *rest])
+    if command == "lint":
+        code = _run([python, "-m", "ruff", "check", "."])
+        code |= _run([python, "-m", "ruff", "format", "--check", "."])
+        return code | _run([python, "-m", "mypy", "-p", "journeyman", "-p", "tests"])
+    if command == "journeyman":
+        return _run([str(BIN / "journeyman"), *rest])
+    print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,98 @@
+"""Settings, read from ``JOURNEYMAN_*`` environment variables.
+
+Every address is configurable so the same processes run against the embedded stack or an
+external Postgres and Temporal cluster. ``ENVIRONMENT`` below is the single list of variables
+the code reads; the docker-compose test checks the production setup against it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+SmtpSecurity = Literal["none", "starttls", "ssl"]
+
+# field name -> environment variable; documented in the README.
+ENVIRONMENT: dict[str, str] = {
+    "data_dir": "JOURNEYMAN_DATA_DIR",
+    "database_url": "JOURNEYMAN_DATABASE_URL",
+    "temporal_address": "JOURNEYMAN_TEMPORAL_ADDRESS",
+    "temporal_namespace": "JOURNEYMAN_TEMPORAL_NAMESPACE",
+    "task_queue": "JOURNEYMAN_TASK_QUEUE",
+    "api_host": "JOURNEYMAN_API_HOST",
+    "api_port": "JOURNEYMAN_API_PORT",
+    "write_key": "JOURNEYMAN_WRITE_KEY",
+    "admin_token": "JOURNEYMAN_ADMIN_TOKEN",
+    "journeys_dir": "JOURNEYMAN_JOURNEYS_DIR",
+    "max_body_bytes": "JOURNEYMAN_MAX_BODY_BYTES",
+    "smtp_host": "JOURNEYMAN_SMTP_HOST",
+    "smtp_port": "JOURNEYMAN_SMTP_PORT",
+    "smtp_security": "JOURNEYMAN_SMTP_SECURITY",
+    "smtp_username": "JOURNEYMAN_SMTP_USERNAME",
+    "smtp_password": "JOURNEYMAN_SMTP_PASSWORD",
+    "smtp_from": "JOURNEYMAN_SMTP_FROM",
+    "log_level": "JOURNEYMAN_LOG_LEVEL",
+}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the engine cannot use; the message names the variable."""
+
+
+class Settings(BaseModel):
+    """Everything a Journeyman process needs to know about its surroundings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Path(".journeyman")
+    # None means "start the embedded one" for `journeyman up`; worker and api require them.
+    database_url: SecretStr | None = None
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    task_queue: str = "journeyman"
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    write_key: SecretStr | None = None
+    admin_token: SecretStr | None = None
+    journeys_dir: Path = Path("journeys")
+    # Segment documents 500 KB per batch request; a little headroom for envelopes.
+    max_body_bytes: int = Field(default=512 * 1024, gt=0)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_security: SmtpSecurity = "none"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "Journeyman <journeys@localhost>"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read settings from the environment; ``overrides`` win over it."""
+        source = os.environ if env is None else env
+        values: dict[str, object] = {
+            field: source[var] for field, var in ENVIRONMENT.items() if source.get(var, "") != ""
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors():
+                field = str(err["loc"][0]) if err["loc"] else "?"
+                var = ENVIRONMENT.get(field, field)
+                problems.append(f"{var}: {err['msg']}")
+            raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+    def require_database_url(self) -> str:
+        if self.database_url is None:
+            raise ConfigError(f"{ENVIRONMENT['database_url']} is not set")
+        return self.database_url.get_secret_value()
+
+    def require_temporal_address(self) -> str:
+        if self.temporal_address is None:
+            raise ConfigError(f"{ENVIRONMENT['temporal_address']} is not set")
+        return self.temporal_address

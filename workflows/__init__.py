@@ -1,0 +1,1 @@
+"""Deterministic Temporal code: the journey interpreter workflow and its activities."""
