@@ -1,0 +1,139 @@
+"""The dispatcher: drains the outbox into Temporal, in order, surviving crashes.
+
+One dispatcher is active at a time (a Postgres advisory lock elects it), so a customer's
+events reach their run in the order they were accepted. Delivery is at least once; the
+workflow dedupes by message id. Entry rows start the run by signal-with-start; other rows
+only signal, so an event can never start a second run for a finished one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from journeyman.workflows.inputs import EVENT_SIGNAL, JourneyEvent, JourneyInput
+from journeyman.workflows.journey import JourneyWorkflow
+from journeyman.workflows.search_attributes import CUSTOMER_ID, JOURNEY_ID
+
+from .storage import outbox
+from .storage.pool import connect
+
+log = logging.getLogger(__name__)
+
+_LEADER_LOCK = 0x4A4D_0002
+BATCH_SIZE = 500
+POLL_SECONDS = 1.0
+
+
+class Dispatcher:
+    def __init__(self, database_url: str, client: Client, *, task_queue: str) -> None:
+        self._url = database_url
+        self._client = client
+        self._task_queue = task_queue
+        self._wake = asyncio.Event()
+        self.delivered = 0
+
+    async def run(self) -> None:
+        """Deliver until cancelled; reconnects after database or Temporal outages."""
+        while True:
+            try:
+                await self._run_as_leader()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep dispatching through outages
+                log.warning("dispatcher: %s; retrying in %ss", type(exc).__name__, POLL_SECONDS)
+                await asyncio.sleep(POLL_SECONDS)
+
+    async def _run_as_leader(self) -> None:
+        conn = await connect(self._url)
+        try:
+            # Standby until the active dispatcher's session ends (Postgres has no lock event).
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):  # noqa: ASYNC110
+                await asyncio.sleep(POLL_SECONDS)
+            await conn.add_listener(outbox.OUTBOX_CHANNEL, self._notified)
+            while True:
+                self._wake.clear()
+                if await self.drain_once(conn) < BATCH_SIZE:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(conn.close(timeout=2))
+
+    def _notified(self, *_: object) -> None:
+        self._wake.set()
+
+    async def drain_once(self, conn: asyncpg.Connection) -> int:
+        """Deliver one batch; returns how many rows it handled."""
+        rows = await outbox.claim_outbox(conn, limit=BATCH_SIZE)
+        if not rows:
+            return 0
+        by_workflow: dict[str, list[outbox.OutboxRow]] = defaultdict(list)
+        for row in rows:
+            by_workflow[row.workflow_id].append(row)
+        results = await asyncio.gather(*(self._deliver_in_order(rs) for rs in by_workflow.values()))
+        done = [row_id for ids, _ in results for row_id in ids]
+        if done:
+            await outbox.mark_delivered(conn, ids=done)
+            self.delivered += len(done)
+        for _, failure in results:
+            if failure is not None:
+                await outbox.mark_failed(conn, id=failure[0], error=failure[1])
+        return len(rows)
+
+    async def _deliver_in_order(
+        self, rows: list[outbox.OutboxRow]
+    ) -> tuple[list[int], tuple[int, str] | None]:
+        done: list[int] = []
+        for row in rows:
+            try:
+                await self._deliver(row)
+            except RPCError as exc:
+                # Stop this customer's rows here so their order holds; retried next round.
+                log.warning("outbox row %s not delivered: %s", row.id, exc.status.name)
+                return done, (row.id, f"{exc.status.name}: {exc.message}")
+            done.append(row.id)
+        return done, None
+
+    async def _deliver(self, row: outbox.OutboxRow) -> None:
+        event = JourneyEvent.model_validate(row.payload["event"])
+        if row.payload.get("entry"):
+            # Once per customer: a finished run is never restarted by a late duplicate.
+            with contextlib.suppress(WorkflowAlreadyStartedError):
+                await self._client.start_workflow(
+                    JourneyWorkflow.run,
+                    JourneyInput(
+                        journey_id=row.journey_id, version=row.version, customer_id=row.customer_id
+                    ),
+                    id=row.workflow_id,
+                    task_queue=self._task_queue,
+                    start_signal=EVENT_SIGNAL,
+                    start_signal_args=[event],
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(JOURNEY_ID, row.journey_id),
+                            SearchAttributePair(CUSTOMER_ID, row.customer_id),
+                        ]
+                    ),
+                    task_timeout=timedelta(seconds=10),
+                )
+            return
+        handle: WorkflowHandle[JourneyWorkflow, str] = self._client.get_workflow_handle_for(
+            JourneyWorkflow.run, row.workflow_id
+        )
+        try:
+            await handle.signal(JourneyWorkflow.on_event, event)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The run has finished: the event stays stored, the run no longer needs it.

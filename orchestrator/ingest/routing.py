@@ -1,0 +1,39 @@
+"""The in-memory trigger index: which journeys an event concerns (invariant: only relevant
+events touch Temporal). Rebuilt from Postgres on start-up and on every deploy notification."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from journeyman.workflows.plan import Plan
+
+
+@dataclass
+class TriggerIndex:
+    """Maps event names to the journeys that enter on them or react to them."""
+
+    active: dict[str, Plan] = field(default_factory=dict)  # journey id -> active plan
+    # event name -> journeys that react to it in any deployed version (runs stay pinned to theirs)
+    _concerned: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, active: Iterable[Plan], others: Iterable[Plan] = ()) -> TriggerIndex:
+        index = cls()
+        for plan in active:
+            index.active[plan.journey_id] = plan
+            index._add(plan)
+        for plan in others:
+            index._add(plan)
+        return index
+
+    def _add(self, plan: Plan) -> None:
+        for name in plan.event_names():
+            self._concerned.setdefault(name, set()).add(plan.journey_id)
+
+    def journeys_for(self, event: str) -> list[str]:
+        """Journey ids, sorted, for which an event with this name may matter."""
+        return sorted(self._concerned.get(event, ()))
+
+    def __len__(self) -> int:
+        return len(self.active)

@@ -1,0 +1,56 @@
+"""Per-stage conversion read from the KPI counters: a few rows, never the event history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class StageFunnel:
+    stage: str
+    entered: int
+    current: int  # in the stage now
+    converted: int  # reached the stage's goal and moved to the next stage
+    conversion_rate: float  # converted / entered
+    moved_on: int  # left without the goal: no goal set, or max dwell with "continue"
+    exited: int  # left the journey without converting (max dwell with "exit")
+
+
+async def funnel(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    journey_id: str,
+    stages: list[str],
+    version: str | None = None,
+) -> list[StageFunnel]:
+    """One row per stage, in the order given; all versions summed unless one is named."""
+    rows = await conn.fetch(
+        "SELECT stage, sum(entered) AS entered, sum(converted) AS converted,"
+        " sum(moved_on) AS moved_on, sum(exited) AS exited FROM stage_kpis"
+        " WHERE journey_id = $1 AND ($2::text IS NULL OR version = $2) GROUP BY stage",
+        journey_id,
+        version,
+    )
+    by_stage = {r["stage"]: r for r in rows}
+    ordered = stages + sorted(set(by_stage) - set(stages))  # stages only older versions had
+    result = []
+    for stage in ordered:
+        r = by_stage.get(stage)
+        entered = int(r["entered"]) if r else 0
+        converted = int(r["converted"]) if r else 0
+        moved_on = int(r["moved_on"]) if r else 0
+        exited = int(r["exited"]) if r else 0
+        result.append(
+            StageFunnel(
+                stage=stage,
+                entered=entered,
+                current=entered - converted - moved_on - exited,
+                converted=converted,
+                conversion_rate=round(converted / entered, 4) if entered else 0.0,
+                moved_on=moved_on,
+                exited=exited,
+            )
+        )
+    return result

@@ -1,0 +1,82 @@
+"""The delivery ledger: claim a send before the provider call, so nothing is delivered twice.
+
+States: ``sending`` (claimed, provider call under way), ``sent``, ``failed`` and ``skipped``
+(with a reason), and ``unknown`` (a previous attempt may have reached the provider and the
+provider takes no idempotency key, so it is not sent again).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+FinalStatus = Literal["sent", "failed", "skipped", "unknown"]
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    claimed: bool  # True: this attempt owns the send and must finish it
+    status: str  # the row's status when it was not claimed
+    attempts: int
+
+
+async def claim_send(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    send_key: str,
+    journey_id: str,
+    version: str,
+    customer_id: str,
+    step_id: str,
+    channel: str,
+) -> ClaimResult:
+    """Claim a send key; an existing row means an earlier attempt got this far."""
+    row = await conn.fetchrow(
+        "INSERT INTO deliveries"
+        " (send_key, journey_id, version, customer_id, step_id, channel, status)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'sending')"
+        " ON CONFLICT (send_key) DO UPDATE SET attempts = deliveries.attempts + 1"
+        " RETURNING (xmax = 0) AS inserted, status, attempts",
+        send_key,
+        journey_id,
+        version,
+        customer_id,
+        step_id,
+        channel,
+    )
+    assert row is not None
+    return ClaimResult(
+        claimed=bool(row["inserted"]), status=row["status"], attempts=row["attempts"]
+    )
+
+
+async def release_send(conn: asyncpg.Connection | asyncpg.Pool, *, send_key: str) -> None:
+    """Give a claim back when the provider surely did not get the message, so a retry may send."""
+    await conn.execute(
+        "DELETE FROM deliveries WHERE send_key = $1 AND status = 'sending'", send_key
+    )
+
+
+async def finish_send(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    send_key: str,
+    status: FinalStatus,
+    reason: str | None = None,
+    recipient: str | None = None,
+    subject: str | None = None,
+    provider_message_id: str | None = None,
+) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET status = $2, reason = $3, recipient = coalesce($4, recipient),"
+        " subject = coalesce($5, subject), provider_message_id = $6, updated_at = now()"
+        " WHERE send_key = $1",
+        send_key,
+        status,
+        reason,
+        recipient,
+        subject,
+        provider_message_id,
+    )

@@ -1,0 +1,51 @@
+"""The outbox: events bound for Temporal, written with the event and drained by the dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+OUTBOX_CHANNEL = "journeyman_outbox"
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    journey_id: str
+    version: str
+    customer_id: str
+    workflow_id: str
+    payload: dict[str, Any]
+    attempts: int
+
+
+async def notify_outbox(conn: asyncpg.Connection) -> None:
+    """Wake the dispatcher; Postgres delivers the notification only if the transaction commits."""
+    await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+
+
+async def claim_outbox(conn: asyncpg.Connection, *, limit: int) -> list[OutboxRow]:
+    """The oldest undelivered rows, in order. Call inside a transaction holding the leader lock."""
+    rows = await conn.fetch(
+        "SELECT id, journey_id, version, customer_id, workflow_id, payload, attempts FROM outbox"
+        " WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
+        limit,
+    )
+    return [OutboxRow(**dict(r)) for r in rows]
+
+
+async def mark_delivered(conn: asyncpg.Connection | asyncpg.Pool, *, ids: list[int]) -> None:
+    await conn.execute("UPDATE outbox SET delivered_at = now() WHERE id = any($1::bigint[])", ids)
+
+
+async def mark_failed(conn: asyncpg.Connection | asyncpg.Pool, *, id: int, error: str) -> None:
+    await conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1", id, error[:500]
+    )
+
+
+async def pending_count(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    value = await conn.fetchval("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
+    return int(value)
