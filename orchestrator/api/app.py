@@ -1,0 +1,48 @@
+"""The FastAPI application: ingest, administration and health, over shared services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import journeyman
+
+from .errors import ApiError, api_error_handler, http_error_handler, validation_handler
+from .routes import health, ingest, journeys
+from .services import Services
+
+
+def create_app(services: Services, *, follow_deploys: bool = True) -> FastAPI:
+    """An app over ready services; the caller owns the pool and the Temporal client."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.refresh_index()
+        follower = asyncio.create_task(services.follow_deploys()) if follow_deploys else None
+        try:
+            yield
+        finally:
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+
+    app = FastAPI(
+        title="Journeyman",
+        version=journeyman.__version__,
+        summary="Customer journeys as code: ingest, journeys and per-stage conversion.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.include_router(health.router)
+    app.include_router(ingest.router)
+    app.include_router(journeys.router)
+    return app

@@ -1,0 +1,43 @@
+"""Reading request bodies within the documented limit, gzip included."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from fastapi import Request
+
+from .errors import ApiError
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
+
+
+async def read_json(request: Request, *, limit: int) -> Any:
+    """The JSON body, refusing more than ``limit`` bytes before or after decompression."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw.extend(chunk)
+        if len(raw) > limit:
+            raise _too_large(limit)
+    data = bytes(raw)
+    if request.headers.get("content-encoding", "").lower() == "gzip":
+        # Bounded decompression: a small gzip bomb must not expand past the limit in memory.
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            data = inflater.decompress(data, limit + 1)
+        except zlib.error:
+            raise ApiError(400, "invalid_request", "body is not valid gzip") from None
+        if len(data) > limit or inflater.unconsumed_tail:
+            raise _too_large(limit)
+    if not data.strip():
+        raise ApiError(400, "invalid_request", "request body is empty")
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "invalid_request", f"body is not valid JSON: {exc}") from None

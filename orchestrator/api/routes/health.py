@@ -1,0 +1,37 @@
+"""``GET /healthz``: each dependency's state, 200 when all are up, 503 otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from ..auth import ServicesDep
+
+router = APIRouter(tags=["health"])
+
+
+PROBE_SECONDS = 2.0
+
+
+async def _check(probe: Awaitable[Any]) -> str:
+    try:
+        await asyncio.wait_for(probe, PROBE_SECONDS)
+    except Exception as exc:
+        return f"down: {type(exc).__name__}"
+    return "ok"
+
+
+@router.get("/healthz")
+async def healthz(services: ServicesDep) -> JSONResponse:
+    checks = {"postgres": await _check(services.pool.fetchval("SELECT 1"))}
+    if services.temporal is None:
+        checks["temporal"] = "not configured"
+    else:
+        checks["temporal"] = await _check(services.temporal.service_client.check_health())
+    healthy = all(v in ("ok", "not configured") for v in checks.values())
+    body = {"status": "ok" if healthy else "degraded", "dependencies": checks}
+    return JSONResponse(body, status_code=200 if healthy else 503)

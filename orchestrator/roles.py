@@ -1,0 +1,146 @@
+"""The long-running roles: the worker (with the dispatcher) and the API.
+
+``journeyman worker`` and ``journeyman api`` run one each against external services;
+``journeyman up`` runs both in one process over the embedded stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+from temporalio.client import Client
+
+from journeyman.channels import SmtpProvider
+from journeyman.workflows.activities import JourneyActivities
+from journeyman.workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+from journeyman.workflows.worker import build_worker
+
+from .api import Services, create_app
+from .config import Settings
+from .credentials import Credentials
+from .dispatcher import Dispatcher
+from .embedded.temporal import ensure_search_attributes
+from .storage import connect, create_pool, migrate
+from .temporal_client import connect_temporal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the shared services are, once resolved (embedded or external)."""
+
+    database_url: str
+    temporal_address: str
+    smtp_host: str | None
+    smtp_port: int
+
+
+async def prepare_database(url: str) -> None:
+    """Apply pending schema migrations (safe to run from several processes at once)."""
+    conn = await connect(url)
+    try:
+        applied = await migrate(conn)
+    finally:
+        await conn.close()
+    for name in applied:
+        log.info("applied migration %s", name)
+
+
+def email_provider(settings: Settings, endpoints: Endpoints) -> SmtpProvider:
+    if endpoints.smtp_host is None:
+        raise ValueError("JOURNEYMAN_SMTP_HOST is not set")
+    return SmtpProvider(
+        host=endpoints.smtp_host,
+        port=endpoints.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+    )
+
+
+async def run_worker(settings: Settings, endpoints: Endpoints, stop: asyncio.Event) -> None:
+    """The journey worker and the outbox dispatcher, until ``stop`` is set."""
+    client = await connect_temporal(
+        endpoints.temporal_address, namespace=settings.temporal_namespace
+    )
+    await ensure_search_attributes(client, settings.temporal_namespace, SEARCH_ATTRIBUTES)
+    pool = await create_pool(endpoints.database_url, max_size=20)
+    try:
+        activities = JourneyActivities(
+            pool, email=email_provider(settings, endpoints), from_address=settings.smtp_from
+        )
+        worker = build_worker(client, task_queue=settings.task_queue, activities=activities)
+        dispatcher = Dispatcher(endpoints.database_url, client, task_queue=settings.task_queue)
+        async with _background(dispatcher.run()), worker:
+            await stop.wait()
+    finally:
+        await pool.close()
+
+
+async def run_api(
+    settings: Settings, endpoints: Endpoints, credentials: Credentials, stop: asyncio.Event
+) -> None:
+    """The HTTP API on ``settings.api_host:api_port`` until ``stop`` is set."""
+    pool = await create_pool(endpoints.database_url, max_size=10)
+    client: Client | None = None
+    try:
+        client = await connect_temporal(
+            endpoints.temporal_address, namespace=settings.temporal_namespace
+        )
+    except Exception as exc:  # ingest keeps working while Temporal is away
+        log.warning("API started without Temporal (%s); /healthz reports it", type(exc).__name__)
+    services = Services(
+        pool=pool,
+        database_url=endpoints.database_url,
+        write_key=credentials.write_key,
+        admin_token=credentials.admin_token,
+        max_body_bytes=settings.max_body_bytes,
+        temporal=client,
+    )
+    server = _Server(
+        uvicorn.Config(
+            create_app(services),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    try:
+        serving = asyncio.create_task(server.serve())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        server.should_exit = True
+        await serving
+        stopping.cancel()
+        if not server.started:
+            raise RuntimeError(
+                f"the API could not listen on {settings.api_host}:{settings.api_port}"
+            )
+    finally:
+        await pool.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process's stop event decides."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _background(coro: object) -> AsyncIterator[asyncio.Task[None]]:
+    task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,75 @@
+"""The embedded stack: whatever is not configured externally is started here, in the data dir.
+
+Postgres keeps its cluster in ``DATA_DIR/postgres``, Temporal its database file in
+``DATA_DIR/temporal.db`` (journeys survive a restart), the SMTP sink writes each email to
+``DATA_DIR/mail/`` as an ``.eml`` file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from journeyman.channels import SmtpSink
+
+from .config import Settings
+from .embedded.postgres import EmbeddedPostgres
+from .embedded.temporal import TemporalDevServer
+from .roles import Endpoints
+
+log = logging.getLogger(__name__)
+
+TEMPORAL_PORT = 7233
+TEMPORAL_UI_PORT = 8233
+SMTP_SINK_PORT = 2525
+
+
+@contextlib.asynccontextmanager
+async def embedded_stack(settings: Settings, *, say: bool = True) -> AsyncIterator[Endpoints]:
+    """Start the missing services, yield where everything is, stop what was started."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.database_url is not None:
+            database_url = settings.database_url.get_secret_value()
+        else:
+            postgres = EmbeddedPostgres(data_dir / "postgres")
+            await postgres.start()
+            stack.push_async_callback(postgres.stop)
+            database_url = postgres.url
+            _say(say, f"Postgres         {postgres.url}  (data in {data_dir / 'postgres'})")
+        if settings.temporal_address is not None:
+            temporal_address = settings.temporal_address
+        else:
+            temporal = TemporalDevServer(
+                data_dir,
+                port=TEMPORAL_PORT,
+                ui_port=TEMPORAL_UI_PORT,
+                namespace=settings.temporal_namespace,
+            )
+            await temporal.start()
+            stack.callback(temporal.stop)
+            temporal_address = temporal.address
+            _say(
+                say,
+                f"Temporal         {temporal.address}  (UI http://127.0.0.1:{TEMPORAL_UI_PORT})",
+            )
+        smtp_host, smtp_port = settings.smtp_host, settings.smtp_port
+        if smtp_host is None:
+            sink = SmtpSink(port=SMTP_SINK_PORT, mailbox_dir=data_dir / "mail")
+            smtp_port = sink.start()
+            stack.callback(sink.stop)
+            smtp_host = "127.0.0.1"
+            _say(say, f"SMTP sink        {smtp_host}:{smtp_port}  (emails in {data_dir / 'mail'})")
+        yield Endpoints(
+            database_url=database_url,
+            temporal_address=temporal_address,
+            smtp_host=smtp_host,
+            smtp_port=smtp_port,
+        )
+
+
+def _say(enabled: bool, line: str) -> None:
+    if enabled:
+        print(line, flush=True)
