@@ -7,6 +7,7 @@ that one send, visibly in the ledger, and the customer continues.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -101,7 +102,9 @@ class JourneyActivities:
         except BaseException:
             await ledger.release_send(self._pool, send_key=input.send_key)
             raise
-        return await self._deliver(input, message)
+        # Shielded: once the message is handed to the provider, a cancelled or shut-down
+        # activity still waits for the answer and records it, so the ledger stays truthful.
+        return await asyncio.shield(self._deliver(input, message))
 
     async def _compose(self, input: SendInput, plan: Plan, step: SendStep) -> EmailMessage:
         traits: dict[str, Any] = (

@@ -14,7 +14,6 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from .activities import JourneyActivities
@@ -143,6 +142,8 @@ class _Runner:
         self, wf: JourneyWorkflow, plan: Plan, input: JourneyInput, state: RunState
     ) -> None:
         self.wf, self.plan, self.input, self.state = wf, plan, input, state
+        self.stopping = False  # the stage is settled: start no further step
+        self.in_send = False
 
     async def transition(
         self, from_stage: str | None, to_stage: str | None, outcome: Outcome
@@ -182,9 +183,7 @@ class _Runner:
         except TimeoutError:
             return "exited" if stage.on_max_dwell == "exit" else "moved_on"
         finally:
-            if not steps.done():
-                steps.cancel()
-                await asyncio.wait([steps])
+            await self._stop(steps)
         if goal is not None:
             position = self.wf.find(goal)
             if position is not None:
@@ -194,8 +193,23 @@ class _Runner:
             raise ApplicationError(f"stage {stage.name} failed") from steps.exception()
         return "moved_on"
 
+    async def _stop(self, steps: asyncio.Task[None]) -> None:
+        """Stop the touchpoints; a send already under way finishes and is recorded first.
+
+        Sends are never cancelled: the provider may already have the message, and the
+        ledger must say what happened. Waits are interrupted at once.
+        """
+        self.stopping = True
+        await workflow.wait_condition(lambda: steps.done() or not self.in_send)
+        if not steps.done():
+            steps.cancel()
+            await workflow.wait([steps])
+        self.stopping = False
+
     async def run_steps(self, stage: StagePlan, steps: Sequence[Step]) -> None:
         for step in steps:
+            if self.stopping:
+                return
             if isinstance(step, SendStep):
                 await self.send(stage, step)
             elif isinstance(step, WaitStep):
@@ -214,6 +228,13 @@ class _Runner:
         # Deterministic per run, step and iteration: a retried or replayed send finds its
         # ledger row and never delivers twice. Steps run once per stage visit (iteration 0).
         send_key = f"{self.state.run_key}/{stage.name}/{step.id}/0"
+        self.in_send = True
+        try:
+            await self._send_activity(stage, step, send_key)
+        finally:
+            self.in_send = False
+
+    async def _send_activity(self, stage: StagePlan, step: SendStep, send_key: str) -> None:
         await workflow.execute_activity_method(
             JourneyActivities.send_message,
             SendInput(
@@ -227,6 +248,4 @@ class _Runner:
             ),
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=ACTIVITY_RETRY,
-            # A goal reached mid-send lets the send finish and be recorded, never half-done.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -23,4 +25,6 @@ def build_worker(
         workflows=[JourneyWorkflow],
         activities=[activities.load_plan, activities.send_message, activities.record_transition],
         max_concurrent_activities=max_concurrent_activities,
+        # On shutdown, let in-flight sends finish and record their outcome.
+        graceful_shutdown_timeout=timedelta(seconds=15),
     )

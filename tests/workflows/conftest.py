@@ -1,0 +1,102 @@
+"""A journey worker on the time-skipping server, with real Postgres and a real SMTP server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from journeyman.channels import SmtpProvider, SmtpSink
+from journeyman.orchestrator.embedded.temporal import ensure_search_attributes
+from journeyman.orchestrator.language import compile_source
+from journeyman.orchestrator.storage import connect, create_pool, deploy_plan, migrate
+from journeyman.workflows.activities import JourneyActivities
+from journeyman.workflows.inputs import EVENT_SIGNAL, JourneyEvent, JourneyInput
+from journeyman.workflows.journey import JourneyWorkflow
+from journeyman.workflows.plan import Plan
+from journeyman.workflows.search_attributes import ALL
+from journeyman.workflows.worker import build_worker
+
+
+def event(name: str, **properties: object) -> JourneyEvent:
+    return JourneyEvent(
+        message_id=str(uuid.uuid4()),
+        name=name,
+        properties=properties,
+        occurred_at=datetime.now(UTC),
+    )
+
+
+@dataclass
+class Harness:
+    env: WorkflowEnvironment
+    pool: asyncpg.Pool
+    sink: SmtpSink
+    task_queue: str
+    activities: JourneyActivities
+
+    async def deploy(self, source: str) -> Plan:
+        plan = compile_source(source)
+        async with self.pool.acquire() as conn:
+            await deploy_plan(conn, plan=plan, source=source)
+        return plan
+
+    async def profile(self, customer_id: str, **traits: object) -> None:
+        await self.pool.execute(
+            "INSERT INTO profiles (customer_id, traits) VALUES ($1, $2)", customer_id, traits
+        )
+
+    async def enter(
+        self, plan: Plan, customer_id: str, entry: JourneyEvent | None = None
+    ) -> WorkflowHandle[JourneyWorkflow, str]:
+        return await self.env.client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(journey_id=plan.journey_id, version=plan.version, customer_id=customer_id),
+            id=f"journey/{plan.journey_id}/{customer_id}",
+            task_queue=self.task_queue,
+            start_signal=EVENT_SIGNAL,
+            start_signal_args=[entry or event(plan.entry.event)],
+        )
+
+    async def kpis(self, journey_id: str) -> dict[str, dict[str, int]]:
+        rows = await self.pool.fetch(
+            "SELECT stage, entered, converted, moved_on, exited FROM stage_kpis"
+            " WHERE journey_id = $1",
+            journey_id,
+        )
+        return {
+            r["stage"]: {k: r[k] for k in ("entered", "converted", "moved_on", "exited")}
+            for r in rows
+        }
+
+
+@pytest.fixture
+async def harness(
+    time_skipping_env: WorkflowEnvironment, database_url: str
+) -> AsyncIterator[Harness]:
+    conn = await connect(database_url)
+    await migrate(conn)
+    await conn.close()
+    await ensure_search_attributes(time_skipping_env.client, "default", ALL)
+    pool = await create_pool(database_url)
+    sink = SmtpSink()
+    port = sink.start()
+    activities = JourneyActivities(
+        pool,
+        email=SmtpProvider("127.0.0.1", port, local_hostname="localhost"),
+        from_address="Journeys <journeys@shop.example>",
+    )
+    task_queue = f"tq-{uuid.uuid4()}"
+    worker = build_worker(time_skipping_env.client, task_queue=task_queue, activities=activities)
+    try:
+        async with worker:
+            yield Harness(time_skipping_env, pool, sink, task_queue, activities)
+    finally:
+        sink.stop()
+        await pool.close()
