@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("temporalio").setLevel(logging.WARNING)
+    # Libraries speak only when something is wrong; the engine's own level is the setting's.
+    for noisy in ("temporalio", "mail.log", "uvicorn", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "validate":
             return cmd_validate(args.paths)

@@ -57,6 +57,13 @@ def customers(count: int, *, seed: int = 7) -> list[Customer]:
     return out
 
 
+def funnel_moves(people: list[Customer], *, after_round: int) -> int:
+    """Entries plus conversions the funnel must show once rounds 0..after_round are processed."""
+    stages = len(STEPS) - 1  # the last step completes the journey; it enters no stage
+    entries = sum(min(c.steps, after_round + 1, stages) for c in people)
+    return entries + sum(min(c.steps - 1, after_round) for c in people)
+
+
 def _track(user_id: str, event: str, properties: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "track",

@@ -22,7 +22,7 @@ class Progress:
             self._last_draw = now
             self._draw()
 
-    def _draw(self) -> None:
+    def _draw(self) -> str:
         width = 30
         filled = int(width * self.done / self.total)
         rate = self.done / max(time.monotonic() - self._started, 1e-6)
@@ -32,11 +32,11 @@ class Progress:
         )
         if self._tty:
             self._stream.write("\r" + line)
-        elif self.done >= self.total:
-            self._stream.write(line)
-        self._stream.flush()
+            self._stream.flush()
+        return line
 
     def close(self) -> None:
-        self._draw()
-        self._stream.write("\n")
+        """Finish the bar; a log file (not a terminal) gets only this final line."""
+        line = self._draw()
+        self._stream.write("\n" if self._tty else line + "\n")
         self._stream.flush()

@@ -132,7 +132,7 @@ async def _replay(base: str, creds: Credentials, count: int, stop: asyncio.Event
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         await _wait_healthy(http)
         bar = Progress(sum(len(r) for r in rounds), "Replaying web traffic")
-        for messages in rounds:
+        for k, messages in enumerate(rounds):
             for start in range(0, len(messages), 100):
                 chunk = messages[start : start + 100]
                 response = await http.post(
@@ -140,7 +140,7 @@ async def _replay(base: str, creds: Credentials, count: int, stop: asyncio.Event
                 )
                 response.raise_for_status()
                 bar.advance(len(chunk))
-            await _settle(http, admin, stop)
+            await _settle(http, admin, stop, traffic.funnel_moves(people, after_round=k))
         bar.close()
         funnel = (await http.get("/api/journeys/lifecycle/funnel", headers=admin)).json()
         print(format_funnel(funnel))
@@ -157,14 +157,18 @@ async def _wait_healthy(http: httpx.AsyncClient) -> None:
     raise RuntimeError("the API did not become healthy")
 
 
-async def _settle(http: httpx.AsyncClient, admin: dict[str, str], stop: asyncio.Event) -> None:
-    """Wait until the funnel stops moving (customers have reacted to the last round)."""
-    previous = None
-    for _ in range(100):
+async def _settle(
+    http: httpx.AsyncClient, admin: dict[str, str], stop: asyncio.Event, moves: int
+) -> None:
+    """Wait until every customer has reacted to the last round (the funnel shows it)."""
+    for _ in range(600):
         if stop.is_set():
             return
-        current = (await http.get("/api/journeys/lifecycle/funnel", headers=admin)).json()
-        if current == previous:
+        funnel = (await http.get("/api/journeys/lifecycle/funnel", headers=admin)).json()
+        if sum(s["entered"] + s["converted"] for s in funnel["stages"]) >= moves:
             return
-        previous = current
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
+    print(
+        "\nwarning: customers are still catching up; the funnel below is not final",
+        file=sys.stderr,
+    )

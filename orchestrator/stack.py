@@ -49,7 +49,7 @@ async def embedded_stack(settings: Settings, *, say: bool = True) -> AsyncIterat
                 namespace=settings.temporal_namespace,
             )
             await temporal.start()
-            stack.callback(temporal.stop)
+            stack.push_async_callback(temporal.stop)
             temporal_address = temporal.address
             _say(
                 say,

@@ -156,7 +156,7 @@ class JourneyActivities:
             await self._finish(input, "failed", str(exc), message)
             return SendResult(status="failed", reason=str(exc))
         await self._finish(input, "sent", None, message, receipt.provider_message_id)
-        log.info(
+        log.debug(
             "sent %s step %s to customer %s", input.journey_id, input.step_id, input.customer_id
         )
         return SendResult(status="sent")
