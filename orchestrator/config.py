@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-SmtpSecurity = Literal["none", "starttls", "ssl"]
+from journeyman.channels.smtp import SmtpSecurity
 
 # field name -> environment variable; documented in the README.
 ENVIRONMENT: dict[str, str] = {
@@ -36,6 +35,10 @@ ENVIRONMENT: dict[str, str] = {
     "smtp_password": "JOURNEYMAN_SMTP_PASSWORD",
     "smtp_from": "JOURNEYMAN_SMTP_FROM",
     "log_level": "JOURNEYMAN_LOG_LEVEL",
+    "embedded_postgres_port": "JOURNEYMAN_EMBEDDED_POSTGRES_PORT",
+    "embedded_temporal_port": "JOURNEYMAN_EMBEDDED_TEMPORAL_PORT",
+    "embedded_temporal_ui_port": "JOURNEYMAN_EMBEDDED_TEMPORAL_UI_PORT",
+    "embedded_smtp_port": "JOURNEYMAN_EMBEDDED_SMTP_PORT",
 }
 
 
@@ -68,6 +71,11 @@ class Settings(BaseModel):
     smtp_password: SecretStr | None = None
     smtp_from: str = "Journeyman <journeys@localhost>"
     log_level: str = "INFO"
+    # Ports of the embedded stack (`journeyman up`); 0 picks a free one at each start.
+    embedded_postgres_port: int = Field(default=0, ge=0, le=65535)
+    embedded_temporal_port: int = Field(default=7233, ge=0, le=65535)
+    embedded_temporal_ui_port: int = Field(default=8233, ge=0, le=65535)
+    embedded_smtp_port: int = Field(default=2525, ge=0, le=65535)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

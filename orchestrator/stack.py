@@ -20,10 +20,6 @@ from .roles import Endpoints
 
 log = logging.getLogger(__name__)
 
-TEMPORAL_PORT = 7233
-TEMPORAL_UI_PORT = 8233
-SMTP_SINK_PORT = 2525
-
 
 @contextlib.asynccontextmanager
 async def embedded_stack(settings: Settings, *, say: bool = True) -> AsyncIterator[Endpoints]:
@@ -34,7 +30,7 @@ async def embedded_stack(settings: Settings, *, say: bool = True) -> AsyncIterat
         if settings.database_url is not None:
             database_url = settings.database_url.get_secret_value()
         else:
-            postgres = EmbeddedPostgres(data_dir / "postgres")
+            postgres = EmbeddedPostgres(data_dir, port=settings.embedded_postgres_port)
             await postgres.start()
             stack.push_async_callback(postgres.stop)
             database_url = postgres.url
@@ -44,20 +40,17 @@ async def embedded_stack(settings: Settings, *, say: bool = True) -> AsyncIterat
         else:
             temporal = TemporalDevServer(
                 data_dir,
-                port=TEMPORAL_PORT,
-                ui_port=TEMPORAL_UI_PORT,
+                port=settings.embedded_temporal_port,
+                ui_port=settings.embedded_temporal_ui_port,
                 namespace=settings.temporal_namespace,
             )
             await temporal.start()
             stack.push_async_callback(temporal.stop)
             temporal_address = temporal.address
-            _say(
-                say,
-                f"Temporal         {temporal.address}  (UI http://127.0.0.1:{TEMPORAL_UI_PORT})",
-            )
+            _say(say, f"Temporal         {temporal.address}  (UI {temporal.ui_url})")
         smtp_host, smtp_port = settings.smtp_host, settings.smtp_port
         if smtp_host is None:
-            sink = SmtpSink(port=SMTP_SINK_PORT, mailbox_dir=data_dir / "mail")
+            sink = SmtpSink(port=settings.embedded_smtp_port, mailbox_dir=data_dir / "mail")
             smtp_port = sink.start()
             stack.callback(sink.stop)
             smtp_host = "127.0.0.1"

@@ -46,8 +46,8 @@ async def test_funnel_counts_per_stage(api: Api) -> None:
         for i, outcomes in enumerate(
             [["entered", "converted"], ["entered"], ["entered", "converted"]]
         ):
-            stages = [(None, "awareness"), ("awareness", "consideration")]
-            for seq, (outcome, (src, dst)) in enumerate(zip(outcomes, stages, strict=False), 1):
+            moves = [(None, "awareness"), ("awareness", "consideration")]
+            for seq, (outcome, (src, dst)) in enumerate(zip(outcomes, moves, strict=False), 1):
                 await record_transition(
                     conn,
                     run_key=f"r{i}",
