@@ -177,9 +177,7 @@ class _Runner:
             return steps.done() and (goal is None or steps.exception() is not None)
 
         try:
-            await workflow.wait_condition(
-                settled, timeout=stage.max_dwell_seconds if goal else None
-            )
+            await workflow.wait_condition(settled, timeout=stage.max_dwell_seconds)
         except TimeoutError:
             return "exited" if stage.on_max_dwell == "exit" else "moved_on"
         finally:

@@ -70,8 +70,8 @@ class StagePlan(_Frozen):
     """A lifecycle stage: its touchpoints, the goal that converts, and how long one may stay.
 
     Without a goal, a customer moves on when the touchpoints are done. With one, they move on
-    the moment the goal event arrives (whatever step they are in) or, after ``max_dwell_seconds``,
-    exit or continue as ``on_max_dwell`` says.
+    the moment the goal event arrives, whatever step they are in. Either way, once
+    ``max_dwell_seconds`` have passed in the stage they exit or continue as ``on_max_dwell`` says.
     """
 
     name: str

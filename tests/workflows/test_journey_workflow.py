@@ -120,3 +120,33 @@ async def test_duplicate_signal_is_ignored_and_history_replays(harness: Harness)
     history = await handle.fetch_history()
     replayer = Replayer(workflows=[JourneyWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
+
+
+DWELL_CONTINUE = """
+id: dwell-continue
+name: Dwell then continue
+entry: {event: Signed Up}
+stages:
+  - name: service
+    max_dwell: 2d
+    on_max_dwell: continue
+    touchpoints:
+      - wait: 30d
+      - send: {id: late, subject: "Too late", body: "never sent"}
+  - name: loyalty
+    touchpoints:
+      - send: {id: points, subject: "Your points", body: "Thanks"}
+"""
+
+
+async def test_max_dwell_with_continue_moves_on_without_converting(harness: Harness) -> None:
+    plan = await harness.deploy(DWELL_CONTINUE)
+    await harness.profile("c4", email="di@example.com")
+    handle = await harness.enter(plan, "c4")
+    assert await handle.result() == "completed"
+    described = await handle.describe()
+    assert described.close_time is not None
+    assert timedelta(days=2) <= described.close_time - described.start_time < timedelta(days=3)
+    assert [m["Subject"] for m in harness.sink.messages] == ["Your points"]
+    kpis = await harness.kpis(plan.journey_id)
+    assert kpis["service"] == {"entered": 1, "converted": 0, "moved_on": 1, "exited": 0}
