@@ -4,6 +4,7 @@
     python3 dev.py demo   # embedded stack, journeys deployed, synthetic traffic, live funnel
     python3 dev.py test   # the whole test suite (what CI runs)
     python3 dev.py lint   # ruff and mypy
+    python3 dev.py bench  # benchmarks (bench/README.md)
     python3 dev.py journeyman ARGS...   # any CLI command inside the project's environment
 
 The first call creates `.venv/` beside this file and installs the project into it; later
@@ -60,6 +61,8 @@ def main(args: list[str]) -> int:
         code |= _run([python, "-m", "ruff", "format", "--check", "."])
         code |= _run([python, "-m", "mypy", "-p", "journeyman"])
         return code | _run([python, "-m", "mypy", "tests", "bench"])
+    if command == "bench":
+        return _run([python, "-m", "bench", *rest])
     if command == "journeyman":
         return _run([str(BIN / "journeyman"), *rest])
     print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
