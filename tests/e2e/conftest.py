@@ -3,6 +3,7 @@ Temporal dev server and an SMTP server, driven over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from temporalio.client import Client
 
 from journeyman.channels import SmtpSink
 from journeyman.orchestrator.embedded import TemporalDevServer
@@ -98,6 +100,16 @@ class Stack:
         response = httpx.get(f"{self.api_url}/api/journeys/{journey}/funnel", headers=self.admin)
         assert response.status_code == 200, response.text
         return {s["stage"]: s for s in response.json()["stages"]}
+
+    def count_runs(self, query: str) -> int:
+        """Runs of this stack's task queue that match a Temporal visibility query."""
+
+        async def count() -> int:
+            client = await Client.connect(self.env["JOURNEYMAN_TEMPORAL_ADDRESS"])
+            queue = self.env["JOURNEYMAN_TASK_QUEUE"]
+            return (await client.count_workflows(f"TaskQueue = '{queue}' AND {query}")).count
+
+        return asyncio.run(count())
 
     def post_batch(self, messages: list[dict[str, object]]) -> None:
         for start in range(0, len(messages), 50):

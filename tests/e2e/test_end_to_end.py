@@ -49,6 +49,14 @@ def _settle(stack: Stack, want: dict[str, dict[str, int]], emails: int, *, label
     )
 
 
+def _wait_for_visible_runs(stack: Stack, stage: str, expected: int) -> None:
+    query = f"JourneyStage = '{stage}' AND ExecutionStatus = 'Running'"
+    wait_until(  # visibility is eventually consistent
+        lambda: stack.count_runs(query) == expected,
+        lambda: f"{query}: {stack.count_runs(query)} runs, expected {expected}",
+    )
+
+
 def _send_with_segment_sdk(stack: Stack, messages: list[dict[str, object]]) -> None:
     """The unmodified Segment client, pointed at Journeyman, gzip on."""
     errors: list[object] = []
@@ -92,9 +100,9 @@ def test_fifty_customers_move_through_the_lifecycle(stack: Stack) -> None:
     assert len(stack.sink.messages) == sum(len(expected_emails(p, after_round=5)) for p in group)
     funnel = stack.funnel("lifecycle")
     assert funnel["loyalty"]["converted"] == sum(1 for p in group if p.depth == 5)
-    assert funnel["awareness"]["conversion_rate"] == round(
-        sum(1 for p in group if p.depth >= 1) / len(group), 4
-    )
+    # The stage is visible in Temporal too, without asking any workflow.
+    for stage in STAGES:
+        _wait_for_visible_runs(stack, stage, funnel[stage]["current"])
 
 
 def test_restarting_worker_and_api_loses_nothing_and_sends_nothing_twice(stack: Stack) -> None:
