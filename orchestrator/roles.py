@@ -21,7 +21,7 @@ from journeyman.workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 from journeyman.workflows.worker import build_worker
 
 from .api import Services, create_app
-from .config import Settings
+from .config import ENVIRONMENT, ConfigError, Settings
 from .credentials import Credentials
 from .dispatcher import Dispatcher
 from .embedded.temporal import ensure_search_attributes
@@ -54,7 +54,7 @@ async def prepare_database(url: str) -> None:
 
 def email_provider(settings: Settings, endpoints: Endpoints) -> SmtpProvider:
     if endpoints.smtp_host is None:
-        raise ValueError("JOURNEYMAN_SMTP_HOST is not set")
+        raise ConfigError(f"{ENVIRONMENT['smtp_host']} is not set: the worker sends email")
     return SmtpProvider(
         host=endpoints.smtp_host,
         port=endpoints.smtp_port,

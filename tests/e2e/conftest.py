@@ -78,9 +78,10 @@ class Stack:
             time.sleep(0.1)
         raise RuntimeError(f"api never became healthy:\n{self.log_tail('api')}")
 
-    def log_tail(self, role: str) -> str:
+    def log_tail(self, role: str, limit: int | None = 4000) -> str:
         path = self.logs / f"{role}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return text if limit is None else text[-limit:]
 
     @property
     def admin(self) -> dict[str, str]:

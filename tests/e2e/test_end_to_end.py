@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 import pytest
 from segment.analytics.client import Client as SegmentClient
 
-from .conftest import REPO, WRITE_KEY, Stack
+from .conftest import ADMIN_TOKEN, REPO, WRITE_KEY, Stack
 from .traffic import (
     STAGES,
     expected_emails,
@@ -129,3 +129,6 @@ def test_restarting_worker_and_api_loses_nothing_and_sends_nothing_twice(stack: 
         )
     ids = [m["Message-ID"] for m in stack.sink.messages]
     assert len(ids) == len(set(ids)) == total
+    for role in ("api", "worker"):
+        log = stack.log_tail(role, limit=None)
+        assert WRITE_KEY not in log and ADMIN_TOKEN not in log, role  # secrets never logged
