@@ -35,7 +35,7 @@ def _ensure_env() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
     print("Installing Journeyman and its tools (first run only) ...", flush=True)
-    subprocess.run([*pip, "install", "-U", "pip", "setuptools>=68", "wheel"], check=True)
+    subprocess.run([*pip, "install", "-U", "pip", "setuptools>=77", "wheel"], check=True)
     subprocess.run([*pip, "install", "-e", f"{ROOT}[test]"], check=True)
     STAMP.write_text(wanted)
 

@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check journey files")
     validate.add_argument("paths", nargs="+", type=Path)
     deploy = sub.add_parser("deploy", help="compile and activate journey files through the API")
-    deploy.add_argument("files", nargs="+", type=Path)
+    deploy.add_argument("files", nargs="+", type=Path, help="journey files or directories")
     deploy.add_argument("--api", help="API base URL (default: from JOURNEYMAN_API_HOST/PORT)")
     funnel = sub.add_parser("funnel", help="print a journey's per-stage funnel")
     funnel.add_argument("journey")

@@ -9,9 +9,21 @@ from typing import Any
 import httpx
 
 
+def _expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a directory stands for its journey files, sorted."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
+        else:
+            out.append(path)
+    return out
+
+
 def deploy_files(base: str, token: str, files: list[Path]) -> int:
-    """POST each journey file to the API; prints the version or the compile errors."""
+    """POST each journey file (or a directory's) to the API; prints versions or errors."""
     failed = 0
+    files = _expand(files)
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
     ) as http:

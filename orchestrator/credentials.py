@@ -29,6 +29,13 @@ class Credentials:
 
 def load_or_create(settings: Settings) -> Credentials:
     """Settings win; otherwise read the data dir's file, creating missing values once."""
+    if settings.write_key is not None and settings.admin_token is not None:
+        # Both fixed: nothing to generate, and the data dir may well be read-only.
+        return Credentials(
+            write_key=settings.write_key.get_secret_value(),
+            admin_token=settings.admin_token.get_secret_value(),
+            generated=False,
+        )
     path = settings.data_dir / FILE_NAME
     stored: dict[str, str] = {}
     if path.exists():
@@ -44,7 +51,6 @@ def load_or_create(settings: Settings) -> Credentials:
     admin = (
         settings.admin_token.get_secret_value() if settings.admin_token else stored["admin_token"]
     )
-    generated = generated and (settings.write_key is None or settings.admin_token is None)
     return Credentials(write_key=write_key, admin_token=admin, generated=generated)
 
 

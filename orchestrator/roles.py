@@ -102,6 +102,8 @@ async def run_api(
         admin_token=credentials.admin_token,
         max_body_bytes=settings.max_body_bytes,
         temporal=client,
+        temporal_address=endpoints.temporal_address,
+        temporal_namespace=settings.temporal_namespace,
     )
     server = _Server(
         uvicorn.Config(

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from journeyman.orchestrator.ingest import TriggerIndex
 from journeyman.orchestrator.storage import active_plans, connect
 from journeyman.orchestrator.storage.journeys import DEPLOY_CHANNEL
+from journeyman.orchestrator.temporal_client import connect_temporal
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,18 @@ class Services:
     admin_token: str
     max_body_bytes: int
     temporal: Client | None = None
+    # Where to (re)connect when Temporal was away at start-up; None: not configured.
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
     index: TriggerIndex = field(default_factory=TriggerIndex)
+
+    async def temporal_client(self) -> Client | None:
+        """The Temporal client, connecting now if start-up could not (raises while it is down)."""
+        if self.temporal is None and self.temporal_address is not None:
+            self.temporal = await connect_temporal(
+                self.temporal_address, namespace=self.temporal_namespace
+            )
+        return self.temporal
 
     async def refresh_index(self) -> None:
         """Rebuild the trigger index from the deployed journeys."""

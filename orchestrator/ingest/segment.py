@@ -12,7 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+# Temporal keeps workflow ids and keyword search attributes to 255 characters on SQL stores,
+# and the run's workflow id wraps the customer id: keep room for the journey id.
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=160)]
 
 
 class _Message(BaseModel):

@@ -117,14 +117,15 @@ def test_up_serves_stops_cleanly_and_keeps_customers_across_restart(data_dir: Pa
     _track(api, "u1", "Signed Up")
     _wait(lambda: _mail_subjects(data_dir) == ["Welcome, Una!"], "welcome email")
     redeploy = subprocess.run(
-        [sys.executable, "-m", "journeyman.orchestrator.cli", "deploy", "journeys/lifecycle.yaml"],
+        [sys.executable, "-m", "journeyman.orchestrator.cli", "deploy", "journeys/"],
         env=env,
         cwd=REPO,
         capture_output=True,
         text=True,
     )
     assert redeploy.returncode == 0, redeploy.stderr
-    assert "already active" in redeploy.stdout
+    assert "lifecycle version" in redeploy.stdout and "already active" in redeploy.stdout
+    assert "abandoned_cart version" in redeploy.stdout
     output = _stop(first)
     assert "deployed lifecycle version" in output
     assert _leftovers(data_dir) == ""

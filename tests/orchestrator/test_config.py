@@ -85,3 +85,16 @@ def test_credentials_from_the_environment_win(tmp_path: Path) -> None:
         "fixed-token",
         False,
     )
+
+
+def test_fixed_credentials_write_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "read-only-elsewhere"
+    settings = Settings.from_env(
+        {
+            "JOURNEYMAN_DATA_DIR": str(data_dir),
+            "JOURNEYMAN_WRITE_KEY": "k",
+            "JOURNEYMAN_ADMIN_TOKEN": "t",
+        }
+    )
+    assert load_or_create(settings).write_key == "k"
+    assert not data_dir.exists()

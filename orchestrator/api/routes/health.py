@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from ..auth import ServicesDep
+from ..services import Services
 
 router = APIRouter(tags=["health"])
 
@@ -25,13 +26,19 @@ async def _check(probe: Awaitable[Any]) -> str:
     return "ok"
 
 
+async def _temporal_health(services: Services) -> None:
+    client = await services.temporal_client()
+    assert client is not None
+    await client.service_client.check_health()
+
+
 @router.get("/healthz")
 async def healthz(services: ServicesDep) -> JSONResponse:
     checks = {"postgres": await _check(services.pool.fetchval("SELECT 1"))}
-    if services.temporal is None:
+    if services.temporal is None and services.temporal_address is None:
         checks["temporal"] = "not configured"
     else:
-        checks["temporal"] = await _check(services.temporal.service_client.check_health())
+        checks["temporal"] = await _check(_temporal_health(services))
     healthy = all(v in ("ok", "not configured") for v in checks.values())
     body = {"status": "ok" if healthy else "degraded", "dependencies": checks}
     return JSONResponse(body, status_code=200 if healthy else 503)

@@ -21,3 +21,12 @@ async def test_health_is_503_when_postgres_is_unreachable(api: Api) -> None:
     body = response.json()
     assert body["status"] == "degraded"
     assert body["dependencies"]["postgres"].startswith("down")
+
+
+async def test_health_is_503_while_temporal_is_unreachable(api: Api) -> None:
+    # Configured, but nothing listens there (started while Temporal was down).
+    api.services.temporal_address = "127.0.0.1:1"
+    response = await api.http.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["dependencies"]["temporal"].startswith("down")
+    assert response.json()["dependencies"]["postgres"] == "ok"

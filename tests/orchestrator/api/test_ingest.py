@@ -131,6 +131,7 @@ async def test_wrong_or_missing_write_key_is_401_and_stores_nothing(
             "batch[1].track.event",
         ),
         ({"batch": [{"type": "unknown", "userId": "u8"}]}, "batch[0]"),
+        ({"type": "track", "userId": "u" * 161, "event": "A"}, "userId"),
     ],
 )
 async def test_malformed_input_is_400_naming_the_field(
