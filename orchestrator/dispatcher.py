@@ -32,6 +32,21 @@ log = logging.getLogger(__name__)
 _LEADER_LOCK = 0x4A4D_0002
 BATCH_SIZE = 500
 POLL_SECONDS = 1.0
+MAX_ATTEMPTS = 10
+RPC_TIMEOUT = timedelta(seconds=5)  # bounds the client's own retries during an outage
+MAX_BACKOFF_SECONDS = 10.0
+# Temporal being away (restarting, overloaded) is not the event's fault: wait and retry
+# without counting. Anything else counts; a row that fails MAX_ATTEMPTS times is left as a
+# dead letter (kept in the outbox with its last error) so it cannot block the rest forever.
+TRANSIENT = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
 
 
 class Dispatcher:
@@ -60,9 +75,20 @@ class Dispatcher:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):  # noqa: ASYNC110
                 await asyncio.sleep(POLL_SECONDS)
             await conn.add_listener(outbox.OUTBOX_CHANNEL, self._notified)
+            outage = 0
             while True:
                 self._wake.clear()
-                if await self.drain_once(conn) < BATCH_SIZE:
+                handled, transient = await self.drain_once(conn)
+                if transient:
+                    outage += 1
+                    if outage == 1:
+                        log.warning("dispatcher: Temporal unavailable; retrying with backoff")
+                    await asyncio.sleep(min(POLL_SECONDS * 2**outage, MAX_BACKOFF_SECONDS))
+                    continue
+                if outage:
+                    log.warning("dispatcher: Temporal reachable again")
+                    outage = 0
+                if handled < BATCH_SIZE:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
         finally:
@@ -72,11 +98,11 @@ class Dispatcher:
     def _notified(self, *_: object) -> None:
         self._wake.set()
 
-    async def drain_once(self, conn: asyncpg.Connection) -> int:
-        """Deliver one batch; returns how many rows it handled."""
-        rows = await outbox.claim_outbox(conn, limit=BATCH_SIZE)
+    async def drain_once(self, conn: asyncpg.Connection) -> tuple[int, int]:
+        """Deliver one batch; returns rows handled and rows held back by a Temporal outage."""
+        rows = await outbox.claim_outbox(conn, limit=BATCH_SIZE, max_attempts=MAX_ATTEMPTS)
         if not rows:
-            return 0
+            return 0, 0
         by_workflow: dict[str, list[outbox.OutboxRow]] = defaultdict(list)
         for row in rows:
             by_workflow[row.workflow_id].append(row)
@@ -85,22 +111,30 @@ class Dispatcher:
         if done:
             await outbox.mark_delivered(conn, ids=done)
             self.delivered += len(done)
+        transient = 0
         for _, failure in results:
-            if failure is not None:
-                await outbox.mark_failed(conn, id=failure[0], error=failure[1])
-        return len(rows)
+            if failure is None:
+                continue
+            row, exc = failure
+            if exc.status in TRANSIENT:
+                transient += 1
+                continue
+            log.warning("outbox row %s refused by Temporal: %s", row.id, exc.status.name)
+            await outbox.mark_failed(conn, id=row.id, error=f"{exc.status.name}: {exc.message}")
+            if row.attempts + 1 >= MAX_ATTEMPTS:
+                log.error("outbox row %s is a dead letter after %s attempts", row.id, MAX_ATTEMPTS)
+        return len(rows), transient
 
     async def _deliver_in_order(
         self, rows: list[outbox.OutboxRow]
-    ) -> tuple[list[int], tuple[int, str] | None]:
+    ) -> tuple[list[int], tuple[outbox.OutboxRow, RPCError] | None]:
         done: list[int] = []
         for row in rows:
             try:
                 await self._deliver(row)
             except RPCError as exc:
                 # Stop this customer's rows here so their order holds; retried next round.
-                log.warning("outbox row %s not delivered: %s", row.id, exc.status.name)
-                return done, (row.id, f"{exc.status.name}: {exc.message}")
+                return done, (row, exc)
             done.append(row.id)
         return done, None
 
@@ -126,13 +160,14 @@ class Dispatcher:
                         ]
                     ),
                     task_timeout=timedelta(seconds=10),
+                    rpc_timeout=RPC_TIMEOUT,
                 )
             return
         handle: WorkflowHandle[JourneyWorkflow, str] = self._client.get_workflow_handle_for(
             JourneyWorkflow.run, row.workflow_id
         )
         try:
-            await handle.signal(JourneyWorkflow.on_event, event)
+            await handle.signal(JourneyWorkflow.on_event, event, rpc_timeout=RPC_TIMEOUT)
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise

@@ -26,12 +26,15 @@ async def notify_outbox(conn: asyncpg.Connection) -> None:
     await conn.execute("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
 
 
-async def claim_outbox(conn: asyncpg.Connection, *, limit: int) -> list[OutboxRow]:
-    """The oldest undelivered rows, in order. Call inside a transaction holding the leader lock."""
+async def claim_outbox(
+    conn: asyncpg.Connection, *, limit: int, max_attempts: int
+) -> list[OutboxRow]:
+    """The oldest undelivered rows that are not dead letters, in order (leader only)."""
     rows = await conn.fetch(
         "SELECT id, journey_id, version, customer_id, workflow_id, payload, attempts FROM outbox"
-        " WHERE delivered_at IS NULL ORDER BY id LIMIT $1",
+        " WHERE delivered_at IS NULL AND attempts < $2 ORDER BY id LIMIT $1",
         limit,
+        max_attempts,
     )
     return [OutboxRow(**dict(r)) for r in rows]
 
