@@ -143,6 +143,8 @@ class _Runner:
     ) -> None:
         self.wf, self.plan, self.input, self.state = wf, plan, input, state
         self.stopping = False  # the stage is settled: start no further step
+        # Events arriving from this mark on belong to the current stage (0: the whole run).
+        self.stage_mark = 0
         self.in_send = False
 
     async def transition(
@@ -168,7 +170,7 @@ class _Runner:
 
     async def run_stage(self, stage: StagePlan) -> Outcome:
         """Run the touchpoints while watching the goal; returns converted, moved_on or exited."""
-        steps = asyncio.create_task(self.run_steps(stage, stage.steps))
+        steps = asyncio.create_task(self.run_steps(stage, stage.steps, since=self.stage_mark))
         goal = stage.goal
 
         def settled() -> bool:
@@ -182,6 +184,7 @@ class _Runner:
             return "exited" if stage.on_max_dwell == "exit" else "moved_on"
         finally:
             await self._stop(steps)
+            self.stage_mark = self.wf.received + 1
         if goal is not None:
             position = self.wf.find(goal)
             if position is not None:
@@ -204,23 +207,28 @@ class _Runner:
             await workflow.wait([steps])
         self.stopping = False
 
-    async def run_steps(self, stage: StagePlan, steps: Sequence[Step]) -> None:
-        for step in steps:
+    async def run_steps(self, stage: StagePlan, steps: Sequence[Step], *, since: int) -> None:
+        # A reply to a message can arrive while that message's send is still being recorded:
+        # wait_for counts events from the start of the step before it, so it is not missed.
+        step_start = since
+        for index, step in enumerate(steps):
             if self.stopping:
                 return
+            # The first step starts at the stage mark; later ones when they begin.
+            previous_start = step_start
+            step_start = since if index == 0 else self.wf.received + 1
             if isinstance(step, SendStep):
                 await self.send(stage, step)
             elif isinstance(step, WaitStep):
                 await workflow.sleep(step.seconds)
             elif isinstance(step, WaitForStep):
-                since = self.wf.received + 1
                 try:
                     await workflow.wait_condition(
-                        lambda s=step, since=since: self.wf.find(s.match, since=since) is not None,  # type: ignore[misc]
+                        lambda s=step, f=previous_start: self.wf.find(s.match, since=f) is not None,  # type: ignore[misc]
                         timeout=step.timeout_seconds,
                     )
                 except TimeoutError:
-                    await self.run_steps(stage, step.on_timeout)
+                    await self.run_steps(stage, step.on_timeout, since=self.wf.received + 1)
 
     async def send(self, stage: StagePlan, step: SendStep) -> None:
         # Deterministic per run, step and iteration: a retried or replayed send finds its

@@ -111,8 +111,11 @@ async def ingest(
 ) -> IngestResult:
     """Commit every new message (and its outbox rows) before returning; duplicates are skipped."""
     accepted = duplicates = routed = 0
+    # Rows are locked in customer order (stable, so each customer's events keep theirs), so
+    # concurrent batches touching the same customers cannot deadlock on profiles and runs.
+    ordered = sorted(events, key=lambda e: e.customer_id)
     async with pool.acquire() as conn, conn.transaction():
-        for event in events:
+        for event in ordered:
             event_id = await _store_event(conn, event)
             if event_id is None:
                 duplicates += 1

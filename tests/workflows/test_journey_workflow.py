@@ -150,3 +150,32 @@ async def test_max_dwell_with_continue_moves_on_without_converting(harness: Harn
     assert [m["Subject"] for m in harness.sink.messages] == ["Your points"]
     kpis = await harness.kpis(plan.journey_id)
     assert kpis["service"] == {"entered": 1, "converted": 0, "moved_on": 1, "exited": 0}
+
+
+REPLY = """
+id: reply
+name: Reply while sending
+entry: {event: Signed Up}
+stages:
+  - name: consideration
+    touchpoints:
+      - send: {id: offer, subject: "An offer", body: "Reply if interested"}
+      - wait_for:
+          event: Offer Clicked
+          timeout: 1d
+          on_timeout:
+            - send: {id: reminder, subject: "Reminder", body: "Still interested?"}
+"""
+
+
+async def test_reply_arriving_during_the_send_satisfies_the_next_wait_for(harness: Harness) -> None:
+    plan = await harness.deploy(REPLY)
+    await harness.profile("c5", email="ed@example.com")
+    handle = await harness.enter(plan, "c5")
+    # The reply lands while the offer is still being sent and recorded.
+    await handle.signal(JourneyWorkflow.on_event, event("Offer Clicked"))
+    assert await handle.result() == "completed"
+    assert [m["Subject"] for m in harness.sink.messages] == ["An offer"]
+    described = await handle.describe()
+    assert described.close_time is not None
+    assert described.close_time - described.start_time < timedelta(hours=1)
