@@ -57,14 +57,16 @@ async def _route(
 ) -> int:
     assert event.event is not None
     routed = 0
+    concerned = index.journeys_for(event.event)
+    if not concerned:
+        return 0  # most traffic: stored, and nothing more to do
     signal = JourneyEvent(
         message_id=event.message_id,
         name=event.event,
         properties=event.properties,
         occurred_at=event.occurred_at,
     ).model_dump(mode="json")
-    entry = False
-    for journey_id in index.journeys_for(event.event):
+    for journey_id in concerned:
         workflow_id = workflow_id_for(journey_id, event.customer_id)
         run = await conn.fetchrow(
             "SELECT version, status FROM journey_runs WHERE journey_id = $1 AND customer_id = $2",
