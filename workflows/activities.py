@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from temporalio import activity
@@ -25,14 +29,51 @@ from journeyman.channels import (
     RetryableDeliveryError,
     message_id_for,
 )
-from journeyman.orchestrator.storage import journeys, ledger, runs
+from journeyman.orchestrator.storage import (
+    behaviour,
+    delivery_rules,
+    experiments,
+    journeys,
+    ledger,
+    profiles,
+    runs,
+)
 
-from .inputs import LoadPlanInput, SendInput, SendResult, TransitionInput
-from .plan import Plan, SendStep
+from . import expressions, local_time
+from .conditions import lookup, matches_properties
+from .inputs import LoadPlanInput, SendInput, SendResult, StepInput, TransitionInput
+from .plan import (
+    BranchStep,
+    Delivery,
+    ExperimentStep,
+    Plan,
+    SendStep,
+    Step,
+    UpdateStep,
+    WaitStep,
+)
+from .program import bucket
 
 log = logging.getLogger(__name__)
 
 PLAN_CACHE_SIZE = 256
+# A paused journey's sends are tried again this often until it is resumed.
+PAUSED_RETRY = timedelta(minutes=1)
+
+
+@lru_cache(maxsize=1024)
+def _condition(source: str) -> expressions.Expression:
+    # Conditions were checked when the plan compiled; parsing again is only for the tree.
+    return expressions.parse(source)
+
+
+def _clock(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def hhmm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
 
 
 class JourneyActivities:
@@ -50,6 +91,18 @@ class JourneyActivities:
         self._renderer = renderer or Renderer()
         # Plans are immutable per version, so caching them can never serve a stale one.
         self._plans: OrderedDict[tuple[str, str], Plan] = OrderedDict()
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity, for the worker to register."""
+        return [
+            self.load_plan,
+            self.record_transition,
+            self.send_message,
+            self.evaluate_branch,
+            self.assign_variant,
+            self.update_profile,
+            self.resolve_wait,
+        ]
 
     async def _plan(self, journey_id: str, version: str) -> Plan:
         key = (journey_id, version)
@@ -72,21 +125,178 @@ class JourneyActivities:
         async with self._pool.acquire() as conn:
             return await runs.record_transition(conn, **input.model_dump())
 
+    async def _step(self, input: StepInput, kind: type[Step]) -> tuple[Plan, Any]:
+        plan = await self._plan(input.journey_id, input.version)
+        step = plan.step(input.step_id)
+        if not isinstance(step, kind):
+            raise ValueError(f"step {input.step_id} is not a {kind.__name__}")
+        return plan, step
+
+    @activity.defn(name="evaluate_branch")
+    async def evaluate_branch(self, input: StepInput) -> int:
+        """The index of the first case whose condition holds, or ``len(cases)`` (otherwise)."""
+        _, step = await self._step(input, BranchStep)
+        assert isinstance(step, BranchStep)
+        trees = [_condition(case.when) for case in step.cases]
+        needs = expressions.merge_needs([expressions.needs(tree) for tree in trees])
+        event = input.entry_event.properties if input.entry_event else {}
+        async with self._pool.acquire() as conn:
+            context = await behaviour.load_context(
+                conn, customer_id=input.customer_id, needs=needs, event=event, now=_clock(input.now)
+            )
+        for index, tree in enumerate(trees):
+            if expressions.evaluate(tree, context):
+                return index
+        return len(step.cases)
+
+    @activity.defn(name="assign_variant")
+    async def assign_variant(self, input: StepInput) -> int:
+        """The experiment variant for this customer: the winner once decided, else by weight."""
+        _, step = await self._step(input, ExperimentStep)
+        assert isinstance(step, ExperimentStep)
+        names = [variant.name for variant in step.variants]
+        now = _clock(input.now)
+        async with self._pool.acquire() as conn:
+            decided = await experiments.winner(conn, journey_id=input.journey_id, step_id=step.id)
+            if decided is None and step.decide is not None:
+                decided = await self._decide(conn, input.journey_id, step, now)
+            if decided is not None and decided in names:
+                return names.index(decided)
+            total = sum(variant.weight for variant in step.variants)
+            roll = bucket(input.journey_id, step.id, input.customer_id, modulo=total)
+            chosen = names[-1]
+            for variant in step.variants:
+                if roll < variant.weight:
+                    chosen = variant.name
+                    break
+                roll -= variant.weight
+            chosen = await experiments.assign(
+                conn,
+                journey_id=input.journey_id,
+                step_id=step.id,
+                customer_id=input.customer_id,
+                variant=chosen,
+                at=now,
+            )
+        return names.index(chosen) if chosen in names else 0
+
+    async def _decide(
+        self, conn: asyncpg.Connection, journey_id: str, step: ExperimentStep, now: datetime
+    ) -> str | None:
+        rule = step.decide
+        assert rule is not None
+        found, first = await experiments.results(
+            conn,
+            journey_id=journey_id,
+            step_id=step.id,
+            metric_event=step.metric.event,
+            window=timedelta(seconds=step.window_seconds),
+            now=now,
+            accept=lambda properties: matches_properties(step.metric, properties),
+        )
+        if first is None or now < first + timedelta(seconds=rule.after_seconds):
+            return None
+        by_name = {result.name: result for result in found}
+        if any(
+            by_name.get(v.name) is None or by_name[v.name].entrants < rule.min_per_variant
+            for v in step.variants
+        ):
+            return None
+        best = experiments.pick_winner(found, step.control, rule.confidence)
+        return await experiments.decide(
+            conn, journey_id=journey_id, step_id=step.id, winner_name=best, found=found
+        )
+
+    @activity.defn(name="update_profile")
+    async def update_profile(self, input: StepInput) -> None:
+        _, step = await self._step(input, UpdateStep)
+        assert isinstance(step, UpdateStep)
+        async with self._pool.acquire() as conn:
+            await profiles.update_traits(
+                conn,
+                customer_id=input.customer_id,
+                set_traits=step.set,
+                increment=step.increment,
+                tags=step.tags,
+            )
+
+    @activity.defn(name="resolve_wait")
+    async def resolve_wait(self, input: StepInput) -> datetime | None:
+        """When a timed wait ends, in UTC; None when the profile has no usable date."""
+        plan, step = await self._step(input, WaitStep)
+        assert isinstance(step, WaitStep)
+        traits = await profiles.traits(self._pool, input.customer_id)
+        zone = _zone(traits, plan.delivery)
+        now = _clock(input.now)
+        if step.until_time is not None:
+            wanted = step.until_time
+            return local_time.next_local_time(now, zone, hhmm(wanted.at), wanted.weekdays)
+        assert step.until_date is not None
+        rule = step.until_date
+        day = local_time.date_from_trait(lookup(traits, rule.trait))
+        if day is None:
+            return None
+        try:
+            return local_time.next_date_instant(
+                now,
+                zone,
+                day,
+                offset_seconds=rule.offset_seconds,
+                at=hhmm(rule.at),
+                yearly=rule.yearly,
+            )
+        except OverflowError:
+            return None  # a placeholder date such as 9999-12-31: nothing to wait for
+
     @activity.defn(name="send_message")
     async def send_message(self, input: SendInput) -> SendResult:
         plan = await self._plan(input.journey_id, input.version)
         step = plan.step(input.step_id)
         if not isinstance(step, SendStep):
             raise ValueError(f"step {input.step_id} is not a send")
-        claim = await ledger.claim_send(
-            self._pool,
-            send_key=input.send_key,
-            journey_id=input.journey_id,
-            version=input.version,
-            customer_id=input.customer_id,
-            step_id=input.step_id,
-            channel=step.channel,
-        )
+        now = _clock(input.now)
+        status = await journeys.journey_status(self._pool, input.journey_id)
+        if status == "archived":
+            return SendResult(status="archived", reason="the journey is archived")
+        if status == "paused":
+            return SendResult(status="deferred", reason="paused", retry_at=now + PAUSED_RETRY)
+        rules = plan.delivery
+        if rules.quiet_hours is not None:
+            traits = await profiles.traits(self._pool, input.customer_id)
+            quiet = rules.quiet_hours
+            until = local_time.quiet_until(
+                now, _zone(traits, rules), hhmm(quiet.start), hhmm(quiet.end)
+            )
+            if until is not None and quiet.action == "defer":
+                return SendResult(status="deferred", reason="quiet hours", retry_at=until)
+            if until is not None:
+                return await self._record_only(input, step, "skipped", "quiet hours")
+        async with self._pool.acquire() as conn, conn.transaction():
+            if rules.throttle_per_minute is not None:
+                await delivery_rules.lock_journey(conn, input.journey_id)
+                sent, first = await delivery_rules.journey_sends_since(
+                    conn,
+                    journey_id=input.journey_id,
+                    since=datetime.now(UTC) - timedelta(minutes=1),
+                )
+                if sent >= rules.throttle_per_minute and first is not None:
+                    retry_at = now + (first + timedelta(minutes=1) - datetime.now(UTC))
+                    return SendResult(status="deferred", reason="throttled", retry_at=retry_at)
+            capped = await self._capped(conn, input.customer_id, step.channel, rules)
+            claim = await ledger.claim_send(
+                conn,
+                send_key=input.send_key,
+                journey_id=input.journey_id,
+                version=input.version,
+                customer_id=input.customer_id,
+                step_id=input.step_id,
+                channel=step.channel,
+            )
+            if claim.claimed and capped is not None:
+                await ledger.finish_send(
+                    conn, send_key=input.send_key, status="capped", reason=capped
+                )
+                return SendResult(status="capped", reason=capped)
         if not claim.claimed:
             if claim.status == "sending":
                 # An earlier attempt died while the provider had the message; SMTP takes no
@@ -106,6 +316,42 @@ class JourneyActivities:
         # activity still waits for the answer and records it, so the ledger stays truthful.
         return await asyncio.shield(self._deliver(input, message))
 
+    async def _capped(
+        self, conn: asyncpg.Connection, customer_id: str, channel: str, rules: Delivery
+    ) -> str | None:
+        """Why the customer may not get another message on ``channel`` now, if they may not."""
+        caps = [cap for cap in rules.frequency_caps if cap.channel == channel]
+        if not caps:
+            return None
+        # Locked per customer so two journeys sending at once cannot both slip under the cap.
+        await delivery_rules.lock_customer(conn, customer_id)
+        for cap in caps:
+            since = datetime.now(UTC) - timedelta(seconds=cap.window_seconds)
+            sent = await delivery_rules.customer_sends_since(
+                conn, customer_id=customer_id, channel=channel, since=since
+            )
+            if sent >= cap.limit:
+                return f"frequency cap: {cap.limit} {channel} per {cap.window_seconds}s reached"
+        return None
+
+    async def _record_only(
+        self, input: SendInput, step: SendStep, status: ledger.FinalStatus, reason: str
+    ) -> SendResult:
+        claim = await ledger.claim_send(
+            self._pool,
+            send_key=input.send_key,
+            journey_id=input.journey_id,
+            version=input.version,
+            customer_id=input.customer_id,
+            step_id=input.step_id,
+            channel=step.channel,
+        )
+        if not claim.claimed:
+            return SendResult(status="duplicate", reason=f"already {claim.status}")
+        await self._finish(input, status, reason)
+        assert status in ("skipped", "capped")
+        return SendResult(status=status, reason=reason)
+
     async def _compose(self, input: SendInput, plan: Plan, step: SendStep) -> EmailMessage:
         traits: dict[str, Any] = (
             await self._pool.fetchval(
@@ -123,9 +369,12 @@ class JourneyActivities:
             "journey": {"id": plan.journey_id, "name": plan.name, "stage": input.stage},
             "customer_id": input.customer_id,
         }
+        locale = traits.get("locale")
+        content = step.content_for(locale if isinstance(locale, str) else None)
         try:
             rendered = self._renderer.render_email(
-                EmailTemplate(subject=step.subject, body=step.body, html=step.html), context
+                EmailTemplate(subject=content.subject, body=content.body, html=content.html),
+                context,
             )
         except RenderError as exc:
             raise _Skip("failed", f"template: {exc}") from None
@@ -184,3 +433,9 @@ class _Skip(Exception):
     def __init__(self, status: ledger.FinalStatus, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
+
+
+def _zone(traits: dict[str, Any], rules: Delivery) -> ZoneInfo:
+    """The customer's time zone: the profile's, else the journey's default, else UTC."""
+    own = traits.get("timezone")
+    return local_time.zone_for(own if isinstance(own, str) else None, rules.timezone)

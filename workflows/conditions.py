@@ -55,6 +55,9 @@ def test_property(test: PropertyTest, value: Any) -> bool:
 
 def matches(match: EventMatch, event: str, properties: Mapping[str, Any]) -> bool:
     """True when an event has the match's name and passes every property test."""
-    if event != match.event:
-        return False
+    return event == match.event and matches_properties(match, properties)
+
+
+def matches_properties(match: EventMatch, properties: Mapping[str, Any]) -> bool:
+    """True when the properties pass every test of the match (the name is not checked)."""
     return all(test_property(t, lookup(properties, t.path)) for t in match.where)

@@ -21,6 +21,7 @@ class JourneyEvent(BaseModel):
     name: str
     properties: dict[str, Any] = Field(default_factory=dict)
     occurred_at: datetime
+    received_at: datetime | None = None  # workflow time of arrival, set by the run
 
 
 class RunState(BaseModel):
@@ -32,6 +33,12 @@ class RunState(BaseModel):
     entry_event: JourneyEvent | None = None
     pending: list[JourneyEvent] = Field(default_factory=list)  # received, not yet consumed
     seen_ids: list[str] = Field(default_factory=list)  # recent message ids, for dedupe
+    version: str | None = None  # set when a migration moved the run to another version
+    pc: int = 0  # position in the current stage's program (``workflows.program``)
+    visits: dict[str, int] = Field(default_factory=dict)  # step id -> times started
+    entered_at: datetime | None = None
+    stage_started_at: datetime | None = None
+    holdout: bool = False  # held out: receives nothing, still counted
 
 
 class JourneyInput(BaseModel):
@@ -54,17 +61,52 @@ class SendInput(BaseModel):
     step_id: str
     stage: str
     entry_event: JourneyEvent | None = None
+    now: datetime | None = None  # workflow time, for quiet hours
 
 
-SendStatus = Literal["sent", "failed", "skipped", "unknown", "duplicate"]
+SendStatus = Literal[
+    "sent", "failed", "skipped", "unknown", "duplicate", "deferred", "capped", "archived"
+]
 
 
 class SendResult(BaseModel):
     status: SendStatus
     reason: str | None = None
+    retry_at: datetime | None = None  # deferred (quiet hours, throttle): try again then
 
 
-Outcome = Literal["entered", "converted", "moved_on", "exited"]
+class StepInput(BaseModel):
+    """A step that needs the customer's data: branch, experiment, update, timed wait."""
+
+    journey_id: str
+    version: str
+    customer_id: str
+    step_id: str
+    entry_event: JourneyEvent | None = None
+    # Workflow time: what "now" means for this run (the time-skipping server moves it).
+    now: datetime | None = None
+
+
+class MigrateInput(BaseModel):
+    """Move a waiting run to ``version``; ``steps`` maps old step ids to new ones (default:
+    the same id). Runs not at a waiting step, or whose step has no mapping, stay."""
+
+    version: str
+    steps: dict[str, str] = Field(default_factory=dict)
+
+
+MIGRATE_SIGNAL = "migrate"
+
+
+class Position(BaseModel):
+    version: str
+    stage: str | None
+    step: str | None  # the waiting step, if any
+
+
+# ``goal``: the journey's conversion goal was reached (the run ends converted).
+# ``migrated``: moved to another version by an explicit migration.
+Outcome = Literal["entered", "converted", "moved_on", "exited", "goal", "migrated"]
 
 
 class TransitionInput(BaseModel):
@@ -77,3 +119,5 @@ class TransitionInput(BaseModel):
     from_stage: str | None
     to_stage: str | None
     outcome: Outcome
+    from_version: str | None = None  # a migration: the version the run leaves
+    holdout: bool = False

@@ -11,5 +11,7 @@ from temporalio.common import SearchAttributeKey
 JOURNEY_ID = SearchAttributeKey.for_keyword("JourneyId")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEY_STAGE = SearchAttributeKey.for_keyword("JourneyStage")
+# The step a run waits at (wait or wait_for), for "how many customers are where" and migrations.
+JOURNEY_STEP = SearchAttributeKey.for_keyword("JourneyStep")
 
-ALL = (JOURNEY_ID, CUSTOMER_ID, JOURNEY_STAGE)
+ALL = (JOURNEY_ID, CUSTOMER_ID, JOURNEY_STAGE, JOURNEY_STEP)

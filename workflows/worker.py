@@ -23,7 +23,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         workflows=[JourneyWorkflow],
-        activities=[activities.load_plan, activities.send_message, activities.record_transition],
+        activities=activities.all(),
         max_concurrent_activities=max_concurrent_activities,
         # On shutdown, let in-flight sends finish and record their outcome.
         graceful_shutdown_timeout=timedelta(seconds=15),

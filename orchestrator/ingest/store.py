@@ -75,7 +75,12 @@ async def _route(
         )
         if run is None:
             plan = index.active.get(journey_id)
-            if plan is None or not matches(plan.entry, event.event, event.properties):
+            entry_match = plan.entry.match if plan is not None else None
+            if (
+                plan is None
+                or entry_match is None
+                or not matches(entry_match, event.event, event.properties)
+            ):
                 continue
             # The run row exists from this moment, so the customer's next events route to it
             # even before the workflow has started; the run is pinned to today's version.

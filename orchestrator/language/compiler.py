@@ -5,25 +5,57 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from dataclasses import replace
+from pathlib import Path as FilePath
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from journeyman.workflows.plan import (
+    WEEKDAYS,
+    BranchStep,
+    Case,
+    Content,
+    Decision,
+    Delivery,
+    Entry,
+    EntryCap,
     EventMatch,
+    ExitStep,
+    ExperimentStep,
+    FrequencyCap,
+    Goal,
+    GotoStep,
+    LocalTime,
     Plan,
     PropertyTest,
+    QuietHours,
+    Route,
     SendStep,
+    SplitStep,
     StagePlan,
     Step,
+    TraitDate,
+    UpdateStep,
     WaitForStep,
     WaitStep,
 )
 
-from .locations import Diagnostic, Document, JourneyError, Loc, load
-from .spec import DefaultsSpec, EventSpec, JourneySpec, StageSpec, TouchpointSpec
+from .checks import Problem, check
+from .locations import Diagnostic, Document, JourneyError, Loc, load, render_path
+from .spec import (
+    UNION_TAGS,
+    Condition,
+    DefaultsSpec,
+    JourneySpec,
+    PathSpec,
+    SendSpec,
+    StageSpec,
+    TemplateSpec,
+    TouchpointSpec,
+    WaitUntilSpec,
+)
 
 # A stage with a goal must not hold customers forever when no default is set.
 DEFAULT_MAX_DWELL_SECONDS = 30 * 86400
@@ -40,8 +72,13 @@ def plan_hash(plan: Plan | Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def compile_source(text: str, *, source: str = "<string>") -> Plan:
-    """Compile the text of a journey file, or raise ``JourneyError`` listing every problem."""
+def compile_source(
+    text: str, *, source: str = "<string>", warnings: list[Diagnostic] | None = None
+) -> Plan:
+    """Compile the text of a journey file, or raise ``JourneyError`` listing every problem.
+
+    Warnings (the journey compiles, but something looks wrong) are appended to ``warnings``.
+    """
     document = load(text, source)
     if not isinstance(document.data, dict):
         message = "the top level must be a mapping with id, name, entry and stages"
@@ -54,10 +91,13 @@ def compile_source(text: str, *, source: str = "<string>") -> Plan:
         diagnostics.extend(_diagnostic(document, error) for error in exc.errors())
     if diagnostics or spec is None:
         raise JourneyError(diagnostics)
-    return build_plan(spec)
+    plan, found = compile_spec(spec, document)
+    if warnings is not None:
+        warnings.extend(found)
+    return plan
 
 
-def compile_file(path: Path) -> Plan:
+def compile_file(path: FilePath, *, warnings: list[Diagnostic] | None = None) -> Plan:
     """Compile one journey file; unreadable files raise ``JourneyError`` too."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -67,17 +107,17 @@ def compile_file(path: Path) -> Plan:
         raise JourneyError([_file_problem(path, "the file is not valid UTF-8")]) from None
     except OSError as exc:
         raise JourneyError([_file_problem(path, exc.strerror or str(exc))]) from None
-    return compile_source(text, source=str(path))
+    return compile_source(text, source=str(path), warnings=warnings)
 
 
-def validate_paths(paths: Sequence[Path]) -> list[tuple[Path, Plan | JourneyError]]:
+def validate_paths(paths: Sequence[FilePath]) -> list[tuple[FilePath, Plan | JourneyError]]:
     """Compile files, and directories' ``*.yaml``/``*.yml`` files, each at most once, in order.
 
     Two files declaring the same journey id cannot both be deployed: the later ones get an error.
     """
-    results: list[tuple[Path, Plan | JourneyError]] = []
-    seen: set[Path] = set()
-    owners: dict[str, Path] = {}
+    results: list[tuple[FilePath, Plan | JourneyError]] = []
+    seen: set[FilePath] = set()
+    owners: dict[str, FilePath] = {}
     for path in paths:
         if not path.exists():
             results.append((path, JourneyError([_file_problem(path, "no such file or directory")])))
@@ -99,7 +139,7 @@ def validate_paths(paths: Sequence[Path]) -> list[tuple[Path, Plan | JourneyErro
     return results
 
 
-def _journey_files(path: Path) -> list[Path]:
+def _journey_files(path: FilePath) -> list[FilePath]:
     if not path.is_dir():
         return [path]
     # Hidden files are editor backups and lock files, never journeys.
@@ -110,76 +150,235 @@ def _journey_files(path: Path) -> list[Path]:
     )
 
 
-def _file_problem(path: Path, message: str) -> Diagnostic:
+def _file_problem(path: FilePath, message: str) -> Diagnostic:
     return Diagnostic(str(path), None, None, "", message)
 
 
 def build_plan(spec: JourneySpec) -> Plan:
-    """Turn a validated journey into a plan, filling defaults and step ids, and version it."""
+    """Turn a validated journey into a plan, filling defaults and step ids, and version it.
+
+    Raises ``JourneyError`` for semantic problems (unknown goto target or template, ...);
+    use ``compile_spec`` to also get warnings.
+    """
+    plan, _ = compile_spec(spec)
+    return plan
+
+
+def compile_spec(
+    spec: JourneySpec, document: Document | None = None
+) -> tuple[Plan, list[Diagnostic]]:
+    """Build and check a plan; returns it with its warnings, or raises with the errors."""
     defaults = spec.defaults or DefaultsSpec()
+    steps = StepBuilder(spec)
+    entry = spec.entry
     plan = Plan(
         journey_id=spec.id,
         name=spec.name,
         version="",
-        entry=_match(spec.entry),
-        stages=[_stage(stage, defaults) for stage in spec.stages],
+        entry=Entry(
+            match=_match(entry.event, entry.where) if entry.event is not None else None,
+            api=entry.api,
+            reentry=entry.reentry,
+            cap=EntryCap(**entry.cap.model_dump()) if entry.cap else EntryCap(),
+            holdout_percent=entry.holdout,
+        ),
+        goal=(
+            Goal(match=_match(spec.goal.event, spec.goal.where), within_seconds=spec.goal.within)
+            if spec.goal is not None
+            else None
+        ),
+        exits=[_match(e.event, e.where) for e in spec.exit],
+        delivery=Delivery(
+            timezone=spec.timezone,
+            quiet_hours=(QuietHours(**spec.quiet_hours.model_dump()) if spec.quiet_hours else None),
+            frequency_caps=[
+                FrequencyCap(channel=c.channel, limit=c.limit, window_seconds=c.per)
+                for c in spec.frequency_caps
+            ],
+            throttle_per_minute=spec.throttle,
+            priority=spec.priority,
+        ),
+        stages=[_stage(stage, index, defaults, steps) for index, stage in enumerate(spec.stages)],
     )
-    return plan.model_copy(update={"version": plan_hash(plan)})
+    plan = plan.model_copy(update={"version": plan_hash(plan)})
+    problems = check(spec, plan, steps.locations)
+    diagnostics = [_place(problem, document) for problem in problems]
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors:
+        raise JourneyError(diagnostics)
+    return plan, diagnostics
 
 
-def _match(spec: EventSpec) -> EventMatch:
-    tests = [PropertyTest(path=path, op=c.op, value=c.value) for path, c in spec.where.items()]
+def _place(problem: Problem, document: Document | None) -> Diagnostic:
+    if document is None:
+        return Diagnostic(
+            "<python>", None, None, render_path(problem.loc), problem.message, problem.severity
+        )
+    found = document.diagnostic(problem.loc, problem.message)
+    return replace(found, severity=problem.severity)
+
+
+def _match(event: str, where: Mapping[str, Condition]) -> EventMatch:
+    tests = [PropertyTest(path=path, op=c.op, value=c.value) for path, c in where.items()]
     # Sorted so that reordering the keys of a `where` never changes the version.
-    return EventMatch(event=spec.event, where=sorted(tests, key=lambda t: (t.path, t.op)))
+    return EventMatch(event=event, where=sorted(tests, key=lambda t: (t.path, t.op)))
 
 
-def _stage(spec: StageSpec, defaults: DefaultsSpec) -> StagePlan:
+def _stage(spec: StageSpec, index: int, defaults: DefaultsSpec, steps: StepBuilder) -> StagePlan:
     max_dwell = spec.max_dwell if spec.max_dwell is not None else defaults.max_dwell
     if max_dwell is None and spec.goal is not None:
         max_dwell = DEFAULT_MAX_DWELL_SECONDS
     return StagePlan(
         name=spec.name,
-        goal=_match(spec.goal) if spec.goal is not None else None,
-        steps=_steps(spec.touchpoints, spec.name),
+        goal=_match(spec.goal.event, spec.goal.where) if spec.goal is not None else None,
+        steps=steps.build(spec.touchpoints, spec.name, ("stages", index, "touchpoints")),
         max_dwell_seconds=max_dwell,
         on_max_dwell=spec.on_max_dwell or defaults.on_max_dwell or "exit",
     )
 
 
-def _steps(touchpoints: Sequence[TouchpointSpec], prefix: str) -> list[Step]:
-    # Default ids come from 1-based positions: stable for a file, readable in logs and reports.
-    steps: list[Step] = []
-    for position, touchpoint in enumerate(touchpoints, start=1):
-        default_id = f"{prefix}.{position}"
+class StepBuilder:
+    """Builds plan steps from touchpoints, remembering where in the file each step came from."""
+
+    def __init__(self, spec: JourneySpec) -> None:
+        self.spec = spec
+        self.locations: dict[str, Loc] = {}
+
+    def build(self, touchpoints: Sequence[TouchpointSpec], prefix: str, loc: Loc) -> list[Step]:
+        # Default ids come from 1-based positions: stable for a file, readable in logs.
+        steps: list[Step] = []
+        for position, touchpoint in enumerate(touchpoints, start=1):
+            step_id = touchpoint.step_id or f"{prefix}.{position}"
+            here = (*loc, position - 1)
+            self.locations.setdefault(step_id, here)
+            steps.append(self._step(touchpoint, step_id, here))
+        return steps
+
+    def _step(self, touchpoint: TouchpointSpec, step_id: str, loc: Loc) -> Step:
+        kind = touchpoint.kind
         if touchpoint.send is not None:
-            send = touchpoint.send
-            steps.append(
-                SendStep(
-                    id=send.id or default_id,
-                    channel=send.channel,
-                    subject=send.subject,
-                    body=send.body,
-                    html=send.html,
-                )
+            return self._send(touchpoint.send, step_id)
+        if kind == "wait":
+            return _wait(touchpoint.wait, step_id)
+        if touchpoint.wait_for is not None:
+            spec = touchpoint.wait_for
+            at = (*loc, "wait_for")
+            return WaitForStep(
+                id=step_id,
+                match=_match(spec.event, spec.where),
+                timeout_seconds=spec.timeout,
+                lookback_seconds=spec.lookback,
+                on_event=self.build(spec.on_event, f"{step_id}.event", (*at, "on_event")),
+                on_timeout=self.build(spec.on_timeout, f"{step_id}.timeout", (*at, "on_timeout")),
             )
-        elif touchpoint.wait is not None:
-            steps.append(WaitStep(id=default_id, seconds=touchpoint.wait))
-        elif touchpoint.wait_for is not None:
-            wait_for = touchpoint.wait_for
-            steps.append(
-                WaitForStep(
-                    id=default_id,
-                    match=_match(wait_for),
-                    timeout_seconds=wait_for.timeout,
-                    on_timeout=_steps(wait_for.on_timeout, f"{default_id}.timeout"),
-                )
+        if touchpoint.branch is not None:
+            at = (*loc, "branch")
+            return BranchStep(
+                id=step_id,
+                cases=[
+                    Case(
+                        when=case.when,
+                        steps=self.build(
+                            case.then, f"{step_id}.case{n}", (*at, "cases", n - 1, "then")
+                        ),
+                    )
+                    for n, case in enumerate(touchpoint.branch.cases, start=1)
+                ],
+                otherwise=self.build(
+                    touchpoint.branch.otherwise, f"{step_id}.otherwise", (*at, "otherwise")
+                ),
             )
-    return steps
+        if touchpoint.split is not None:
+            return SplitStep(
+                id=step_id, paths=self._paths(touchpoint.split, step_id, (*loc, "split"))
+            )
+        if touchpoint.experiment is not None:
+            spec_x = touchpoint.experiment
+            at = (*loc, "experiment", "variants")
+            decide = spec_x.decide
+            return ExperimentStep(
+                id=step_id,
+                variants=self._paths(spec_x.variants, step_id, at),
+                control=spec_x.control,
+                metric=_match(spec_x.metric.event, spec_x.metric.where),
+                window_seconds=spec_x.metric.within,
+                decide=(
+                    Decision(
+                        after_seconds=decide.after,
+                        min_per_variant=decide.min_per_variant,
+                        confidence=decide.confidence,
+                    )
+                    if decide is not None
+                    else None
+                ),
+            )
+        if touchpoint.update is not None:
+            update = touchpoint.update
+            return UpdateStep(
+                id=step_id, set=update.set, increment=update.increment, tags=update.tags
+            )
+        if touchpoint.goto is not None:
+            stages = {stage.name for stage in self.spec.stages}
+            return GotoStep(id=step_id, target=touchpoint.goto, stage=touchpoint.goto in stages)
+        reason = touchpoint.exit if isinstance(touchpoint.exit, str) else None
+        return ExitStep(id=step_id, reason=reason)
+
+    def _paths(self, paths: Sequence[PathSpec], step_id: str, loc: Loc) -> list[Route]:
+        return [
+            Route(
+                name=path.name,
+                weight=path.weight,
+                steps=self.build(path.then, f"{step_id}.{path.name}", (*loc, n, "then")),
+            )
+            for n, path in enumerate(paths)
+        ]
+
+    def _send(self, send: SendSpec, step_id: str) -> SendStep:
+        if send.template is not None:
+            template = self.spec.templates.get(send.template)
+            if template is None:
+                # Reported by the checks with its location; build a placeholder meanwhile.
+                return SendStep(
+                    id=step_id, channel="email", subject="", body="", template=send.template
+                )
+            content: TemplateSpec | SendSpec = template
+            locales = template.locales
+        else:
+            content, locales = send, send.locales
+        assert content.subject is not None and content.body is not None
+        return SendStep(
+            id=step_id,
+            channel="email",
+            subject=content.subject,
+            body=content.body,
+            html=content.html,
+            locales={
+                name.lower(): Content(subject=c.subject, body=c.body, html=c.html)
+                for name, c in locales.items()
+            },
+            template=send.template,
+        )
+
+
+def _wait(wait: int | WaitUntilSpec | None, step_id: str) -> WaitStep:
+    if isinstance(wait, int):
+        return WaitStep(id=step_id, seconds=wait)
+    assert wait is not None
+    if wait.until is not None:
+        weekdays = list(wait.weekdays) if wait.weekdays is not None else list(WEEKDAYS)
+        return WaitStep(id=step_id, until_time=LocalTime(at=wait.until, weekdays=weekdays))
+    assert wait.until_date is not None
+    return WaitStep(
+        id=step_id,
+        until_date=TraitDate(
+            trait=wait.until_date, offset_seconds=wait.offset, at=wait.at, yearly=wait.yearly
+        ),
+    )
 
 
 def _diagnostic(document: Document, error: ErrorDetails) -> Diagnostic:
     raw = error["loc"]
-    loc = [part for part in raw if part != "[key]"]
+    loc = [part for part in raw if part != "[key]" and part not in UNION_TAGS]
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "template":
@@ -238,7 +437,7 @@ def _duplicates(document: Document) -> list[Diagnostic]:
 
 
 def _duplicate_ids(
-    document: Document, touchpoints: object, loc: tuple[str | int, ...], ids: dict[str, Loc]
+    document: Document, touchpoints: object, loc: Loc, ids: dict[str, Loc]
 ) -> list[Diagnostic]:
     if not isinstance(touchpoints, list):
         return []
@@ -246,13 +445,38 @@ def _duplicate_ids(
     for index, touchpoint in enumerate(touchpoints):
         if not isinstance(touchpoint, dict):
             continue
-        send, wait_for = touchpoint.get("send"), touchpoint.get("wait_for")
+        here = (*loc, index)
+        send = touchpoint.get("send")
+        if isinstance(touchpoint.get("id"), str):
+            found.extend(_claim(document, ids, touchpoint["id"], (*here, "id"), "step id"))
         if isinstance(send, dict) and isinstance(send.get("id"), str):
-            id_loc = (*loc, index, "send", "id")
-            found.extend(_claim(document, ids, send["id"], id_loc, "step id"))
-        if isinstance(wait_for, dict):
-            branch = (*loc, index, "wait_for", "on_timeout")
-            found.extend(_duplicate_ids(document, wait_for.get("on_timeout"), branch, ids))
+            found.extend(_claim(document, ids, send["id"], (*here, "send", "id"), "step id"))
+        for nested, nested_loc in _nested_lists(touchpoint, here):
+            found.extend(_duplicate_ids(document, nested, nested_loc, ids))
+    return found
+
+
+def _nested_lists(touchpoint: dict[str, Any], loc: Loc) -> list[tuple[object, Loc]]:
+    """The touchpoint lists nested in a raw touchpoint, with where they are."""
+    found: list[tuple[object, Loc]] = []
+    wait_for, branch = touchpoint.get("wait_for"), touchpoint.get("branch")
+    if isinstance(wait_for, dict):
+        for key in ("on_event", "on_timeout"):
+            found.append((wait_for.get(key), (*loc, "wait_for", key)))
+    if isinstance(branch, dict):
+        cases = branch.get("cases")
+        for n, case in enumerate(cases if isinstance(cases, list) else []):
+            if isinstance(case, dict):
+                found.append((case.get("then"), (*loc, "branch", "cases", n, "then")))
+        found.append((branch.get("otherwise"), (*loc, "branch", "otherwise")))
+    paths: list[tuple[object, Loc]] = [(touchpoint.get("split"), (*loc, "split"))]
+    experiment = touchpoint.get("experiment")
+    if isinstance(experiment, dict):
+        paths.append((experiment.get("variants"), (*loc, "experiment", "variants")))
+    for items, items_loc in paths:
+        for n, path in enumerate(items if isinstance(items, list) else []):
+            if isinstance(path, dict):
+                found.append((path.get("then"), (*items_loc, n, "then")))
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -28,6 +28,7 @@ class Diagnostic:
     column: int | None
     path: str
     message: str
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         place = self.file
@@ -36,7 +37,8 @@ class Diagnostic:
             if self.column is not None:
                 place += f":{self.column}"
         where = f" {self.path}:" if self.path else ""
-        return f"{place}:{where} {self.message}"
+        label = " warning:" if self.severity == "warning" else ""
+        return f"{place}:{label}{where} {self.message}"
 
 
 class JourneyError(ValueError):

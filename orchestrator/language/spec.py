@@ -12,15 +12,38 @@ from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainValidator,
+    Tag,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from journeyman.workflows.plan import Operator, Scalar
+from journeyman.workflows import local_time
+from journeyman.workflows.plan import Operator, Reentry, Scalar, Weekday
 
 from .durations import DurationError, parse_duration
 
 OPERATORS: tuple[Operator, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "one_of", "exists")
-TOUCHPOINT_KINDS = ("send", "wait", "wait_for")
+TOUCHPOINT_KINDS = (
+    "send",
+    "wait",
+    "wait_for",
+    "branch",
+    "split",
+    "experiment",
+    "update",
+    "goto",
+    "exit",
+)
+CHANNELS: tuple[str, ...] = ("email",)
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+_TRAIT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 _IDENTIFIER = re.compile(r"[a-z0-9_-]{1,64}")
 _JOURNEY_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -79,17 +102,104 @@ def _single_line(value: str) -> str:
     return value
 
 
-def _duration(minimum: int) -> PlainValidator:
-    def parse(value: object) -> int:
-        try:
-            seconds = parse_duration(value)
-        except DurationError as exc:
-            fail(str(exc))
-        if seconds < minimum:
-            fail("must be longer than zero")
-        return seconds
+def _clock(value: object) -> str:
+    if not isinstance(value, str) or not _CLOCK.fullmatch(value):
+        # YAML 1.1 reads an unquoted 09:00 as sexagesimal 540.
+        hint = '; quote it: "09:00"' if isinstance(value, int) else ""
+        fail(f'a time of day is "HH:MM" on a 24-hour clock, like "09:00"{hint}; got {value!r}')
+    return value
 
-    return PlainValidator(parse)
+
+def _channel(value: object) -> str:
+    if value not in CHANNELS:
+        fail(f"unknown channel {value!r}; available: {', '.join(CHANNELS)}")
+    assert isinstance(value, str)
+    return value
+
+
+def _timezone(value: str) -> str:
+    if local_time.zone_for(value).key != value:
+        fail(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris")
+    return value
+
+
+def _trait_path(value: str) -> str:
+    if not _TRAIT_PATH.fullmatch(value):
+        fail(f"a trait is a name or dotted path like address.city; got {value!r}")
+    return value
+
+
+def _signed_duration(value: object) -> int:
+    negative = isinstance(value, str) and value.strip().startswith("-")
+    text = value.strip()[1:] if isinstance(value, str) and negative else value
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        negative, text = True, -value
+    try:
+        seconds = parse_duration(text)
+    except DurationError as exc:
+        fail(f"{exc} (an offset may start with '-')")
+    return -seconds if negative else seconds
+
+
+def _percent(value: object) -> float:
+    number: object = value
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            number = float(value.strip()[:-1])
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number < 100:
+        fail(f"a share is a percentage from 0 to below 100, like 10% or 2.5; got {value!r}")
+    return float(number)
+
+
+def _reentry(value: object) -> Reentry:
+    if value == "once":
+        return Reentry()
+    if isinstance(value, dict) and len(value) == 1:
+        ((mode, operand),) = value.items()
+        if mode == "after":
+            return Reentry(mode="after", cooldown_seconds=_seconds(operand, 1))
+        if mode == "concurrent" and isinstance(operand, str):
+            return Reentry(mode="concurrent", key=_property_path(operand))
+    fail(
+        "reentry is 'once', {after: DURATION} (again after a cool-down) or"
+        " {concurrent: PROPERTY} (one run per value of an entry event property)"
+    )
+
+
+def _seconds(value: object, minimum: int) -> int:
+    try:
+        seconds = parse_duration(value)
+    except DurationError as exc:
+        fail(str(exc))
+    if seconds < minimum:
+        fail("must be longer than zero")
+    return seconds
+
+
+def _exit(value: object) -> bool | str:
+    if value is True:
+        return True
+    if isinstance(value, str) and value.strip():
+        return value
+    fail("exit is true, or the reason as text")
+
+
+def _increment(value: object) -> int | float:
+    return _number(value, "increment")
+
+
+def _wait_kind(value: object) -> str:
+    return "@timed" if isinstance(value, dict) else "@duration"
+
+
+# Tags of tagged unions: they appear in validation locations and are dropped from error paths.
+UNION_TAGS = frozenset({"@timed", "@duration"})
+
+
+def _duration(minimum: int) -> PlainValidator:
+    return PlainValidator(lambda value: _seconds(value, minimum))
 
 
 class Condition(NamedTuple):
@@ -143,11 +253,18 @@ JourneyId = Annotated[str, AfterValidator(_journey_id)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
 Text = Annotated[str, AfterValidator(_not_blank)]
 PropertyPath = Annotated[str, AfterValidator(_property_path)]
+TraitPath = Annotated[str, AfterValidator(_trait_path)]
 Template = Annotated[str, AfterValidator(_not_blank), AfterValidator(_template)]
 Subject = Annotated[Template, AfterValidator(_single_line)]
 WaitDuration = Annotated[int, _duration(0)]
 PositiveDuration = Annotated[int, _duration(1)]
+SignedDuration = Annotated[int, PlainValidator(_signed_duration)]
 ConditionSpec = Annotated[Condition, PlainValidator(_condition)]
+Clock = Annotated[str, PlainValidator(_clock)]
+ChannelName = Annotated[str, PlainValidator(_channel)]
+TimeZone = Annotated[str, AfterValidator(_timezone)]
+Percent = Annotated[float, PlainValidator(_percent)]
+ReentrySpec = Annotated[Reentry, PlainValidator(_reentry)]
 DwellAction = Literal["exit", "continue"]
 
 
@@ -156,35 +273,154 @@ class _Spec(BaseModel):
 
 
 class EventSpec(_Spec):
-    """An event name with an optional property filter (entry, goal, wait_for)."""
+    """An event name with an optional property filter (entry, goal, exit, wait_for)."""
 
     event: Text
     where: dict[PropertyPath, ConditionSpec] = Field(default_factory=dict)
 
 
-class SendSpec(_Spec):
-    """An email sent to the customer."""
+class ContentSpec(_Spec):
+    """An email's subject and body (text, optional HTML), as jinja2 templates."""
 
-    id: Identifier | None = None
-    channel: Literal["email"] = "email"
     subject: Subject
     body: Template
     html: Template | None = None
 
 
+class TemplateSpec(ContentSpec):
+    """A named template, with optional per-locale variants ("fr", "pt-br")."""
+
+    locales: dict[Identifier, ContentSpec] = Field(default_factory=dict)
+
+
+class SendSpec(_Spec):
+    """A message to the customer: inline content, or a named ``template``."""
+
+    id: Identifier | None = None
+    channel: ChannelName = "email"
+    template: Identifier | None = None
+    subject: Subject | None = None
+    body: Template | None = None
+    html: Template | None = None
+    locales: dict[Identifier, ContentSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _content(self) -> SendSpec:
+        inline = self.subject is not None or self.body is not None
+        if self.template is not None and (inline or self.locales or self.html is not None):
+            fail("use either template or subject/body/html/locales, not both")
+        if self.template is None and (self.subject is None or self.body is None):
+            fail("a send needs a subject and a body, or a template")
+        return self
+
+
+class WaitUntilSpec(_Spec):
+    """Wait until a local time of day (``until``), or a date held in a trait (``until_date``)."""
+
+    until: Clock | None = None
+    weekdays: list[Weekday] | None = Field(default=None, min_length=1)
+    until_date: TraitPath | None = None
+    offset: SignedDuration = 0
+    at: Clock = "09:00"
+    yearly: bool = False
+
+    @model_validator(mode="after")
+    def _one_target(self) -> WaitUntilSpec:
+        if (self.until is None) == (self.until_date is None):
+            fail('a timed wait has either until: "HH:MM" or until_date: TRAIT')
+        if self.until_date is None and (self.offset or self.yearly or self.at != "09:00"):
+            fail("offset, at and yearly go with until_date")
+        if self.until is None and self.weekdays is not None:
+            fail("weekdays go with until")
+        return self
+
+
+WaitSpec = Annotated[
+    Annotated[WaitDuration, Tag("@duration")] | Annotated[WaitUntilSpec, Tag("@timed")],
+    Discriminator(_wait_kind),
+]
+
+
 class WaitForSpec(EventSpec):
-    """Pause until an event arrives; after ``timeout``, run ``on_timeout`` instead."""
+    """Pause until an event arrives (``on_event``); after ``timeout``, run ``on_timeout``."""
 
     timeout: PositiveDuration
+    lookback: WaitDuration = 0
+    on_event: list[TouchpointSpec] = Field(default_factory=list)
     on_timeout: list[TouchpointSpec] = Field(default_factory=list)
 
 
-class TouchpointSpec(_Spec):
-    """One list item under ``touchpoints``: exactly one of send, wait, wait_for."""
+class CaseSpec(_Spec):
+    when: Text
+    then: list[TouchpointSpec] = Field(default_factory=list)
 
+
+class BranchSpec(_Spec):
+    """The first case whose condition holds runs; otherwise ``otherwise``."""
+
+    cases: list[CaseSpec] = Field(min_length=1)
+    otherwise: list[TouchpointSpec] = Field(default_factory=list)
+
+
+class PathSpec(_Spec):
+    name: Identifier
+    weight: int = Field(gt=0, le=1_000_000)
+    then: list[TouchpointSpec] = Field(default_factory=list)
+
+
+class MetricSpec(EventSpec):
+    within: PositiveDuration
+
+
+class DecideSpec(_Spec):
+    after: PositiveDuration
+    min_per_variant: int = Field(default=100, gt=0)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+
+
+class ExperimentSpec(_Spec):
+    variants: list[PathSpec] = Field(min_length=2)
+    control: Identifier
+    metric: MetricSpec
+    decide: DecideSpec | None = None
+
+    @model_validator(mode="after")
+    def _control_is_a_variant(self) -> ExperimentSpec:
+        names = [variant.name for variant in self.variants]
+        if self.control not in names:
+            fail(f"control {self.control!r} is not one of the variants ({', '.join(names)})")
+        return self
+
+
+class UpdateSpec(_Spec):
+    set: dict[TraitPath, Any] = Field(default_factory=dict)
+    increment: dict[TraitPath, Annotated[int | float, PlainValidator(_increment)]] = Field(
+        default_factory=dict
+    )
+    tags: list[Identifier] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _does_something(self) -> UpdateSpec:
+        if not (self.set or self.increment or self.tags):
+            fail("an update sets, increments or tags something")
+        for name, value in self.set.items():
+            _scalar(value, f"the value of {name}")
+        return self
+
+
+class TouchpointSpec(_Spec):
+    """One list item under ``touchpoints``: exactly one step kind, with an optional ``id``."""
+
+    id: Identifier | None = None
     send: SendSpec | None = None
-    wait: WaitDuration | None = None
+    wait: WaitSpec | None = None
     wait_for: WaitForSpec | None = None
+    branch: BranchSpec | None = None
+    split: list[PathSpec] | None = Field(default=None, min_length=2)
+    experiment: ExperimentSpec | None = None
+    update: UpdateSpec | None = None
+    goto: Identifier | None = None
+    exit: Annotated[bool | str, PlainValidator(_exit)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -194,13 +430,34 @@ class TouchpointSpec(_Spec):
         kinds = [kind for kind in TOUCHPOINT_KINDS if kind in data]
         if not kinds:
             found = ", ".join(repr(key) for key in data) or "nothing"
-            fail(f"a touchpoint is one of send, wait, wait_for; got {found}")
+            fail(f"a touchpoint is one of {', '.join(TOUCHPOINT_KINDS)}; got {found}")
         if len(kinds) > 1:
             fail(f"put {' and '.join(kinds)} in separate touchpoints (one '- ' item each)")
         if data[kinds[0]] is None:
-            hint = "; indent the keys that belong under it" if len(data) > 1 else ""
+            extra = [key for key in data if key not in (kinds[0], "id")]
+            hint = "; indent the keys that belong under it" if extra else ""
             fail(f"'{kinds[0]}' has no value{hint}")
+        if kinds[0] == "exit" and data["exit"] is False:
+            fail("exit: true ends the run here; remove the step to keep going")
+        if isinstance(data.get("wait"), dict) and not data["wait"]:
+            fail("'wait' has no value")
         return data
+
+    @model_validator(mode="after")
+    def _one_id(self) -> TouchpointSpec:
+        if self.id is not None and self.send is not None and self.send.id is not None:
+            fail("give the step one id: either beside send or inside it")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in TOUCHPOINT_KINDS if getattr(self, k) is not None)
+
+    @property
+    def step_id(self) -> str | None:
+        if self.send is not None and self.send.id is not None:
+            return self.send.id
+        return self.id
 
 
 class StageSpec(_Spec):
@@ -226,14 +483,70 @@ class DefaultsSpec(_Spec):
     on_max_dwell: DwellAction | None = None
 
 
+class CapSpec(_Spec):
+    total: int | None = Field(default=None, gt=0)
+    per_day: int | None = Field(default=None, gt=0)
+
+
+class EntrySpec(_Spec):
+    """Who enters: customers sending ``event`` (matching ``where``), and/or by API call."""
+
+    event: Text | None = None
+    where: dict[PropertyPath, ConditionSpec] = Field(default_factory=dict)
+    api: bool = False
+    reentry: ReentrySpec = Field(default_factory=Reentry)
+    cap: CapSpec | None = None
+    holdout: Percent = 0.0
+
+    @model_validator(mode="after")
+    def _some_way_in(self) -> EntrySpec:
+        if self.event is None and not self.api:
+            fail("entry needs an event, or api: true (customers entered by API call)")
+        if self.event is None and self.where:
+            fail("where filters the entry event; add event")
+        return self
+
+
+class GoalSpec(EventSpec):
+    """The journey's conversion: ``event`` within ``within`` of entry ends the run converted."""
+
+    within: PositiveDuration
+
+
+class QuietHoursSpec(_Spec):
+    start: Clock
+    end: Clock
+    action: Literal["defer", "skip"] = "defer"
+
+
+class FrequencyCapSpec(_Spec):
+    channel: ChannelName
+    limit: int = Field(gt=0)
+    per: PositiveDuration
+
+
 class JourneySpec(_Spec):
     """A whole journey file."""
 
     id: JourneyId
     name: Text
-    entry: EventSpec
+    entry: EntrySpec
+    goal: GoalSpec | None = None
+    exit: list[EventSpec] = Field(default_factory=list)
+    timezone: TimeZone | None = None
+    quiet_hours: QuietHoursSpec | None = None
+    frequency_caps: list[FrequencyCapSpec] = Field(default_factory=list)
+    throttle: int | None = Field(default=None, gt=0)  # messages per minute
+    priority: int = Field(default=3, ge=1, le=5)
+    traits: list[TraitPath] = Field(default_factory=list)  # traits conditions may read
+    templates: dict[Identifier, TemplateSpec] = Field(default_factory=dict)
     defaults: DefaultsSpec | None = None
     stages: list[StageSpec] = Field(min_length=1)
 
 
 WaitForSpec.model_rebuild()
+CaseSpec.model_rebuild()
+BranchSpec.model_rebuild()
+PathSpec.model_rebuild()
+ExperimentSpec.model_rebuild()
+TouchpointSpec.model_rebuild()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import asyncpg
 
@@ -103,3 +104,29 @@ async def list_journeys(conn: asyncpg.Connection | asyncpg.Pool) -> list[Journey
         )
         for r in rows
     ]
+
+
+JourneyStatus = Literal["active", "paused", "archived"]
+
+
+async def journey_status(conn: asyncpg.Connection | asyncpg.Pool, journey_id: str) -> str | None:
+    found: str | None = await conn.fetchval(
+        "SELECT status FROM journeys WHERE journey_id = $1", journey_id
+    )
+    return found
+
+
+async def set_status(conn: asyncpg.Connection, journey_id: str, status: JourneyStatus) -> bool:
+    """Pause, resume (active) or archive a journey; False when it was never deployed."""
+    async with conn.transaction():
+        changed = await conn.fetchval(
+            "UPDATE journeys SET status = $2, updated_at = now() WHERE journey_id = $1"
+            " RETURNING true",
+            journey_id,
+            status,
+        )
+        if changed:
+            # The ingest routers reload their trigger index: paused journeys admit no one.
+            payload = json.dumps({"journey_id": journey_id, "status": status})
+            await conn.execute("SELECT pg_notify($1, $2)", DEPLOY_CHANNEL, payload)
+    return bool(changed)

@@ -12,7 +12,7 @@ from typing import Literal
 
 import asyncpg
 
-FinalStatus = Literal["sent", "failed", "skipped", "unknown"]
+FinalStatus = Literal["sent", "failed", "skipped", "unknown", "capped"]
 
 
 @dataclass(frozen=True)

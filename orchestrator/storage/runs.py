@@ -6,7 +6,7 @@ from typing import Literal
 
 import asyncpg
 
-Outcome = Literal["entered", "converted", "moved_on", "exited"]
+Outcome = Literal["entered", "converted", "moved_on", "exited", "goal", "migrated"]
 Transition = tuple[str | None, str | None, Outcome]
 
 # Which KPI column a transition adds to on the stage being left.
@@ -14,7 +14,11 @@ _LEFT_COLUMN: dict[str, str] = {
     "converted": "converted",
     "moved_on": "moved_on",
     "exited": "exited",
+    "goal": "goal",
+    "migrated": "migrated",
 }
+# The run's status once it has left its last stage.
+_FINAL_STATUS: dict[str, str] = {"exited": "exited", "goal": "converted"}
 
 
 async def _bump(
@@ -43,6 +47,8 @@ async def record_transition(
     from_stage: str | None,
     to_stage: str | None,
     outcome: Outcome,
+    from_version: str | None = None,
+    holdout: bool = False,
 ) -> bool:
     """Record one transition once; False when (run_key, seq) was already recorded.
 
@@ -66,25 +72,27 @@ async def record_transition(
         if not inserted:
             return False
         if from_stage is not None and outcome in _LEFT_COLUMN:
-            await _bump(conn, journey_id, version, from_stage, _LEFT_COLUMN[outcome])
+            left = from_version or version  # a migration leaves a stage of the old version
+            await _bump(conn, journey_id, left, from_stage, _LEFT_COLUMN[outcome])
         if to_stage is not None:
             await _bump(conn, journey_id, version, to_stage, "entered")
-        if to_stage is not None:
-            status = "active"
-        else:
-            status = "exited" if outcome == "exited" else "completed"
+        status = "active" if to_stage is not None else _FINAL_STATUS.get(outcome, "completed")
         await conn.execute(
             "INSERT INTO journey_runs"
-            " (journey_id, customer_id, version, workflow_id, stage, status)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " (journey_id, customer_id, version, workflow_id, stage, status, converted_at, holdout)"
+            " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'converted' THEN now() END, $7)"
             " ON CONFLICT (journey_id, customer_id) DO UPDATE"
             " SET stage = coalesce(excluded.stage, journey_runs.stage),"
-            "     status = excluded.status, updated_at = now()",
+            "     version = excluded.version, status = excluded.status,"
+            "     converted_at = coalesce(excluded.converted_at, journey_runs.converted_at),"
+            "     holdout = journey_runs.holdout OR excluded.holdout,"
+            "     updated_at = now()",
             journey_id,
             customer_id,
             version,
             workflow_id,
             to_stage,
             status,
+            holdout,
         )
     return True

@@ -19,7 +19,7 @@ from journeyman.orchestrator.storage import connect, create_pool, deploy_plan, m
 from journeyman.workflows.activities import JourneyActivities
 from journeyman.workflows.inputs import EVENT_SIGNAL, JourneyEvent, JourneyInput
 from journeyman.workflows.journey import JourneyWorkflow
-from journeyman.workflows.plan import Plan
+from journeyman.workflows.plan import EventMatch, Plan
 from journeyman.workflows.search_attributes import ALL
 from journeyman.workflows.worker import build_worker
 
@@ -31,6 +31,11 @@ def event(name: str, **properties: object) -> JourneyEvent:
         properties=properties,
         occurred_at=datetime.now(UTC),
     )
+
+
+def entry_of(plan: Plan) -> EventMatch:
+    assert plan.entry.match is not None, "the journey enters on an event"
+    return plan.entry.match
 
 
 @dataclass
@@ -61,7 +66,7 @@ class Harness:
             id=f"journey/{plan.journey_id}/{customer_id}",
             task_queue=self.task_queue,
             start_signal=EVENT_SIGNAL,
-            start_signal_args=[entry or event(plan.entry.event)],
+            start_signal_args=[entry or event(entry_of(plan).event)],
         )
 
     async def kpis(self, journey_id: str) -> dict[str, dict[str, int]]:

@@ -22,7 +22,15 @@ from journeyman.orchestrator.language import (
     plan_hash,
 )
 from journeyman.workflows.conditions import matches
-from journeyman.workflows.plan import Plan, PropertyTest, SendStep, Step, WaitForStep, WaitStep
+from journeyman.workflows.plan import (
+    EventMatch,
+    Plan,
+    PropertyTest,
+    SendStep,
+    Step,
+    WaitForStep,
+    WaitStep,
+)
 
 JOURNEYS = Path(__file__).resolve().parents[3] / "journeys"
 EXAMPLES = sorted(JOURNEYS.glob("*.yaml"))
@@ -30,6 +38,11 @@ EXAMPLES = sorted(JOURNEYS.glob("*.yaml"))
 
 def compile_text(text: str) -> Plan:
     return compile_source(textwrap.dedent(text), source="test.yaml")
+
+
+def entry_of(plan: Plan) -> EventMatch:
+    assert plan.entry.match is not None, "the journey enters on an event"
+    return plan.entry.match
 
 
 def all_steps(steps: list[Step]) -> list[Step]:
@@ -50,7 +63,7 @@ def test_lifecycle_example_has_the_five_stages_and_their_events() -> None:
     plan = compile_file(JOURNEYS / "lifecycle.yaml")
 
     assert plan.journey_id == "lifecycle"
-    assert plan.entry.event == "Signed Up"
+    assert entry_of(plan).event == "Signed Up"
     stages = {stage.name: stage for stage in plan.stages}
     assert list(stages) == ["awareness", "consideration", "purchase", "service", "loyalty"]
     goals = {name: stage.goal.event for name, stage in stages.items() if stage.goal}
@@ -92,9 +105,9 @@ def test_abandoned_cart_example_uses_a_three_stage_model_and_an_entry_filter() -
     plan = compile_file(JOURNEYS / "abandoned_cart.yaml")
 
     assert [stage.name for stage in plan.stages] == ["consideration", "purchase", "loyalty"]
-    assert plan.entry.where == [PropertyTest(path="cart.total", op="gte", value=20)]
-    assert matches(plan.entry, "Checkout Started", {"cart": {"total": 35.5}})
-    assert not matches(plan.entry, "Checkout Started", {"cart": {"total": 5}})
+    assert entry_of(plan).where == [PropertyTest(path="cart.total", op="gte", value=20)]
+    assert matches(entry_of(plan), "Checkout Started", {"cart": {"total": 35.5}})
+    assert not matches(entry_of(plan), "Checkout Started", {"cart": {"total": 5}})
     # defaults.max_dwell applies to every stage that sets none; purchase sets its own.
     dwell = {stage.name: stage.max_dwell_seconds for stage in plan.stages}
     assert dwell == {"consideration": 7 * 86400, "purchase": 2 * 86400, "loyalty": 7 * 86400}
@@ -109,7 +122,7 @@ def test_example_templates_render_for_sparse_and_full_profiles(path: Path) -> No
         # Strict: a template that needs a trait without a default fails here, not in production.
         context = {
             "profile": profile,
-            "event": {"name": plan.entry.event, "properties": {}},
+            "event": {"name": entry_of(plan).event, "properties": {}},
             "journey": {"id": plan.journey_id, "name": plan.name, "stage": "loyalty"},
         }
         return env.from_string(template).render(context)
@@ -246,7 +259,7 @@ def test_where_compiles_every_operator_sorted_by_path() -> None:
         """
     )
 
-    assert [(t.path, t.op, t.value) for t in plan.entry.where] == [
+    assert [(t.path, t.op, t.value) for t in entry_of(plan).where] == [
         ("cart.items", "lt", 5),
         ("category", "one_of", ["skin", "hair"]),
         ("country", "ne", "KR"),
@@ -278,9 +291,13 @@ def test_version_is_pinned_for_a_known_plan() -> None:
         "id: tiny\nname: Tiny\nentry: {event: A}\nstages: [{name: s, touchpoints: [{wait: 1m}]}]"
     )
     canonical = (
-        '{"entry":{"event":"A","where":[]},"journey_id":"tiny","name":"Tiny","stages":'
-        '[{"goal":null,"max_dwell_seconds":null,"name":"s","on_max_dwell":"exit","steps":'
-        '[{"id":"s.1","kind":"wait","seconds":60}]}]}'
+        '{"delivery":{"frequency_caps":[],"priority":3,"quiet_hours":null,'
+        '"throttle_per_minute":null,"timezone":null},"entry":{"api":false,"cap":'
+        '{"per_day":null,"total":null},"holdout_percent":0.0,"match":{"event":"A","where":[]},'
+        '"reentry":{"cooldown_seconds":0,"key":null,"mode":"once"}},"exits":[],"goal":null,'
+        '"journey_id":"tiny","name":"Tiny","stages":[{"goal":null,"max_dwell_seconds":null,'
+        '"name":"s","on_max_dwell":"exit","steps":[{"id":"s.1","kind":"wait","seconds":60,'
+        '"until_date":null,"until_time":null}]}]}'
     )
     assert plan.version == hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -90,10 +90,10 @@ def test_missing_keys_unknown_keys_and_wrong_types_are_all_reported() -> None:
         "lowercase letters, digits, '_' or '-', at most 64 characters; got 'Lifecycle Journey'",
         "journeys/x.yaml:4:3: entry.source: unknown key 'source'",
         "journeys/x.yaml:7:11: stages[0].goal: expected a mapping, got 'Product Viewed'",
-        "journeys/x.yaml:10:11: stages[0].touchpoints[0].send: missing required key 'subject'",
         "journeys/x.yaml:10:11: stages[0].touchpoints[0].send.sujbect: unknown key 'sujbect'",
         "journeys/x.yaml:11:17: stages[0].touchpoints[0].send.body: expected text, got a list",
-        "journeys/x.yaml:12:20: stages[0].touchpoints[0].send.channel: expected 'email', got 'sms'",
+        "journeys/x.yaml:12:20: stages[0].touchpoints[0].send.channel: unknown channel 'sms'; "
+        "available: email",
         "journeys/x.yaml:13:19: stages[0].on_max_dwell: expected 'exit' or 'continue', got 'stop'",
     ]
 
@@ -223,11 +223,11 @@ def test_touchpoints_have_exactly_one_kind() -> None:
         "journeys/x.yaml:7:9: stages[0].touchpoints[0]: put send and wait in separate "
         "touchpoints (one '- ' item each)",
         "journeys/x.yaml:9:9: stages[0].touchpoints[1]: a touchpoint is one of send, wait, "
-        "wait_for; got 'sned'",
+        "wait_for, branch, split, experiment, update, goto, exit; got 'sned'",
         "journeys/x.yaml:10:9: stages[0].touchpoints[2]: 'send' has no value; indent the keys "
         "that belong under it",
         "journeys/x.yaml:13:9: stages[0].touchpoints[3]: a touchpoint is one of send, wait, "
-        "wait_for; got nothing",
+        "wait_for, branch, split, experiment, update, goto, exit; got nothing",
         "journeys/x.yaml:14:9: stages[0].touchpoints[4]: expected a mapping, got 'wait'",
     ]
 

@@ -1,0 +1,269 @@
+"""Semantic checks on a compiled journey: what the file's grammar cannot see on its own.
+
+Errors stop a deploy: unknown template or goto target, an unreachable step, a loop that no
+wait slows down, a goal no event can satisfy, a condition that does not parse. Warnings do
+not: a condition that reads a trait nothing declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from journeyman.workflows import expressions
+from journeyman.workflows.plan import (
+    BranchStep,
+    EventMatch,
+    ExitStep,
+    GotoStep,
+    Plan,
+    PropertyTest,
+    SendStep,
+    Step,
+    UpdateStep,
+    WaitForStep,
+    WaitStep,
+    children,
+    walk,
+)
+from journeyman.workflows.program import compile_stage
+
+from .locations import Loc
+from .spec import JourneySpec
+
+# Traits the Segment spec reserves for identify calls, and ones the engine itself reads.
+WELL_KNOWN_TRAITS = frozenset(
+    {
+        "address", "age", "avatar", "birthday", "company", "created_at", "description",
+        "email", "first_name", "gender", "id", "last_name", "locale", "name", "phone",
+        "tags", "timezone", "title", "username", "website",
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Problem:
+    loc: Loc
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+
+def check(spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]) -> list[Problem]:
+    """Every semantic problem of a plan; ``locations`` maps step ids to their place in the file."""
+    problems: list[Problem] = []
+    steps = [step for stage in plan.stages for step in walk(stage.steps)]
+    names = {stage.name for stage in plan.stages}
+    ids = {step.id for step in steps}
+    for step in steps:
+        loc = locations.get(step.id, ())
+        if isinstance(step, SendStep) and step.template and step.template not in spec.templates:
+            known = ", ".join(sorted(spec.templates)) or "none are defined"
+            message = f"unknown template '{step.template}' (templates: {known})"
+            problems.append(Problem((*loc, "send", "template"), message))
+        if isinstance(step, GotoStep) and step.target not in names | ids:
+            message = f"goto target '{step.target}' is neither a stage nor a step id"
+            problems.append(Problem((*loc, "goto"), message))
+    for stage in plan.stages:
+        problems.extend(_unreachable(stage.steps, locations))
+    if not problems:  # the flow is only well defined once every target exists
+        problems.extend(_loops(plan, locations))
+    problems.extend(_impossible(spec, plan, locations))
+    problems.extend(_conditions(spec, plan, locations, steps))
+    return problems
+
+
+def _unreachable(steps: Sequence[Step], locations: Mapping[str, Loc]) -> Iterator[Problem]:
+    for index, step in enumerate(steps):
+        for nested in children(step):
+            yield from _unreachable(nested, locations)
+        if isinstance(step, GotoStep | ExitStep) and index + 1 < len(steps):
+            after = steps[index + 1]
+            kind = "goto" if isinstance(step, GotoStep) else "exit"
+            message = f"step '{after.id}' can never run: it comes after {kind} '{step.id}'"
+            yield Problem(locations.get(after.id, ()), message)
+
+
+def _is_wait(step: Step | None, plan: Plan) -> bool:
+    if isinstance(step, WaitForStep):
+        return True
+    return isinstance(step, WaitStep) and (
+        step.seconds > 0 or step.until_time is not None or step.until_date is not None
+    )
+
+
+def _loops(plan: Plan, locations: Mapping[str, Loc]) -> Iterator[Problem]:
+    """A cycle in the flow that passes through no wait would spin without time passing."""
+    programs = [compile_stage(plan, stage) for stage in plan.stages]
+    edges: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for s, program in enumerate(programs):
+        for pc, instruction in enumerate(program.instructions):
+            node = (s, pc)
+            if _is_wait(instruction.step, plan):
+                edges[node] = []  # time passes here: no cycle goes on through it
+            elif instruction.op in ("jump", "wait_for", "choose"):
+                edges[node] = [(s, target) for target in instruction.targets]
+            elif instruction.op == "goto":
+                assert instruction.stage is not None
+                edges[node] = [(instruction.stage, instruction.targets[0])]
+            elif instruction.op == "exit":
+                edges[node] = []
+            else:
+                edges[node] = [(s, pc + 1)]
+        # The end of a stage: with a goal the customer waits for it; without, moves on.
+        end = (s, program.end)
+        has_next = plan.stages[s].goal is None and s + 1 < len(programs)
+        edges[end] = [(s + 1, 0)] if has_next else []
+    state: dict[tuple[int, int], int] = {}  # 1: on the current path, 2: done
+    for start in edges:
+        cycle = _find_cycle(start, edges, state)
+        if cycle is not None:
+            s, pc = cycle
+            step = programs[s].instructions[pc].step if pc < programs[s].end else None
+            where = locations.get(step.id, ()) if step is not None else ("stages", s)
+            message = "this loop has no wait in it: it would repeat without time passing"
+            yield Problem(where, message)
+            return
+
+
+def _find_cycle(
+    start: tuple[int, int],
+    edges: Mapping[tuple[int, int], list[tuple[int, int]]],
+    state: dict[tuple[int, int], int],
+) -> tuple[int, int] | None:
+    """Iterative depth-first search; returns the node that closes a cycle (a goto or jump)."""
+    if state.get(start):
+        return None
+    stack: list[tuple[tuple[int, int], Iterator[tuple[int, int]]]] = [
+        (start, iter(edges.get(start, [])))
+    ]
+    state[start] = 1
+    while stack:
+        node, pending = stack[-1]
+        following = next(pending, None)
+        if following is None:
+            state[node] = 2
+            stack.pop()
+            continue
+        if state.get(following) == 1:
+            return node
+        if not state.get(following):
+            state[following] = 1
+            stack.append((following, iter(edges.get(following, []))))
+    return None
+
+
+def _matches(
+    spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]
+) -> Iterator[tuple[EventMatch, Loc, str]]:
+    if plan.entry.match is not None:
+        yield plan.entry.match, ("entry",), "entry"
+    if plan.goal is not None:
+        yield plan.goal.match, ("goal",), "goal"
+    for n, match in enumerate(plan.exits):
+        yield match, ("exit", n), "exit"
+    for s, stage in enumerate(plan.stages):
+        if stage.goal is not None:
+            yield stage.goal, ("stages", s, "goal"), "goal"
+        for step in walk(stage.steps):
+            if isinstance(step, WaitForStep):
+                yield step.match, (*locations.get(step.id, ()), "wait_for"), "wait_for"
+
+
+def _impossible(spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]) -> Iterator[Problem]:
+    for match, loc, what in _matches(spec, plan, locations):
+        reason = unsatisfiable(match.where)
+        if reason is not None:
+            yield Problem((*loc, "where"), f"no event can satisfy this {what}: {reason}")
+
+
+def unsatisfiable(tests: Sequence[PropertyTest]) -> str | None:
+    """Why the tests on one property contradict each other, if they do."""
+    by_path: dict[str, list[PropertyTest]] = {}
+    for test in tests:
+        by_path.setdefault(test.path, []).append(test)
+    for path, group in by_path.items():
+        low, high = float("-inf"), float("inf")
+        low_open = high_open = False
+        allowed: set[object] | None = None
+        excluded: set[object] = set()
+        must_exist: bool | None = None
+        for test in group:
+            value = test.value
+            if test.op == "exists":
+                must_exist = (
+                    bool(value) if must_exist is None or must_exist == bool(value) else None
+                )
+                if must_exist is None:
+                    return f"'{path}' must both exist and not exist"
+            elif test.op == "eq":
+                allowed = {_key(value)} if allowed is None else allowed & {_key(value)}
+            elif test.op == "one_of" and isinstance(value, list):
+                keys = {_key(v) for v in value}
+                allowed = keys if allowed is None else allowed & keys
+            elif test.op == "ne":
+                excluded.add(_key(value))
+            elif isinstance(value, int | float):
+                number = float(value)
+                if test.op in ("gt", "gte") and (
+                    number > low or (number == low and test.op == "gt")
+                ):
+                    low, low_open = number, test.op == "gt"
+                if test.op in ("lt", "lte") and (
+                    number < high or (number == high and test.op == "lt")
+                ):
+                    high, high_open = number, test.op == "lt"
+        numeric = low != float("-inf") or high != float("inf")
+        if must_exist is False and (allowed is not None or numeric):
+            return f"'{path}' must not exist, yet it is compared with a value"
+        if low > high or (low == high and (low_open or high_open)):
+            return f"'{path}' has no number between the bounds given"
+        if allowed is not None:
+            left = allowed - excluded
+            if numeric:
+                left = {v for v in left if _within(v, low, low_open, high, high_open)}
+            if not left:
+                return f"'{path}' has no value left that every test accepts"
+    return None
+
+
+def _key(value: object) -> object:
+    # 1 and True are equal in Python but not in JSON events: keep them apart.
+    return (type(value).__name__ if isinstance(value, bool) else "scalar", value)
+
+
+def _within(key: object, low: float, low_open: bool, high: float, high_open: bool) -> bool:
+    assert isinstance(key, tuple)
+    kind, value = key
+    if kind == "bool" or not isinstance(value, int | float):
+        return False
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    return above and below
+
+
+def _conditions(
+    spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc], steps: Sequence[Step]
+) -> Iterator[Problem]:
+    known = set(WELL_KNOWN_TRAITS) | set(spec.traits)
+    for step in steps:
+        if isinstance(step, UpdateStep):
+            known.update(step.set)
+            known.update(step.increment)
+    for step in steps:
+        if not isinstance(step, BranchStep):
+            continue
+        for n, case in enumerate(step.cases):
+            loc = (*locations.get(step.id, ()), "branch", "cases", n, "when")
+            try:
+                tree = expressions.parse(case.when)
+            except expressions.ExpressionError as exc:
+                yield Problem(loc, f"condition: {exc}")
+                continue
+            for trait in sorted(expressions.needs(tree).traits):
+                if not any(trait == k or trait.startswith(k + ".") for k in known):
+                    message = (
+                        f"condition reads trait '{trait}', which no identify trait, update step"
+                        " or `traits:` entry declares"
+                    )
+                    yield Problem(loc, message, "warning")
