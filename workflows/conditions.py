@@ -11,6 +11,7 @@ from typing import Any
 from .plan import EventMatch, PropertyTest
 
 _MISSING = object()
+MISSING = _MISSING  # what ``lookup`` returns for a path that is not there
 
 
 def lookup(properties: Mapping[str, Any], path: str) -> Any:

@@ -219,7 +219,9 @@ class _Runner:
             plan = self.plan
             stage = plan.stages[state.stage_index]
             self.wf.show(stage.name, None)
-            workflow.upsert_search_attributes([JOURNEY_STAGE.value_set(stage.name)])
+            workflow.upsert_search_attributes(
+                [JOURNEY_STAGE.value_set(stage.name), JOURNEY_STEP.value_unset()]
+            )
             outcome, end = await self.run_stage(stage)
             if outcome == "migrated":
                 continue

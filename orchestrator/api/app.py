@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import journeyman
 
 from .errors import ApiError, api_error_handler, http_error_handler, validation_handler
-from .routes import health, ingest, journeys
+from .routes import health, ingest, journey_control, journeys
 from .services import Services
 
 
@@ -45,4 +45,5 @@ def create_app(services: Services, *, follow_deploys: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ingest.router)
     app.include_router(journeys.router)
+    app.include_router(journey_control.router)
     return app

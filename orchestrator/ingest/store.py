@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
 from journeyman.orchestrator.storage.outbox import notify_outbox
 from journeyman.workflows.conditions import matches
 from journeyman.workflows.inputs import JourneyEvent
+from journeyman.workflows.plan import Plan
 
+from . import entry
 from .routing import TriggerIndex
 from .segment import IncomingEvent
 
@@ -19,11 +23,6 @@ class IngestResult:
     accepted: int  # new messages stored
     duplicates: int  # messages whose messageId was already stored (accepted, ignored)
     routed: int  # outbox rows written
-
-
-def workflow_id_for(journey_id: str, customer_id: str) -> str:
-    """One run per customer per journey: the id Temporal dedupes starts on."""
-    return f"journey/{journey_id}/{customer_id}"
 
 
 async def _store_event(conn: asyncpg.Connection, event: IncomingEvent) -> int | None:
@@ -56,7 +55,6 @@ async def _route(
     conn: asyncpg.Connection, event: IncomingEvent, event_id: int, index: TriggerIndex
 ) -> int:
     assert event.event is not None
-    routed = 0
     concerned = index.journeys_for(event.event)
     if not concerned:
         return 0  # most traffic: stored, and nothing more to do
@@ -66,50 +64,39 @@ async def _route(
         properties=event.properties,
         occurred_at=event.occurred_at,
     ).model_dump(mode="json")
+    routed = 0
     for journey_id in concerned:
-        workflow_id = workflow_id_for(journey_id, event.customer_id)
-        run = await conn.fetchrow(
-            "SELECT version, status FROM journey_runs WHERE journey_id = $1 AND customer_id = $2",
-            journey_id,
-            event.customer_id,
-        )
-        if run is None:
-            plan = index.active.get(journey_id)
-            entry_match = plan.entry.match if plan is not None else None
-            if (
-                plan is None
-                or entry_match is None
-                or not matches(entry_match, event.event, event.properties)
-            ):
-                continue
+        plan = index.active.get(journey_id)  # None: paused, archived, or only older versions
+        runs = await entry.customer_runs(conn, journey_id, event.customer_id)
+        rows = [
+            (run.workflow_id, run.version, False)
+            for run in entry.targets(plan, runs, event.properties)
+        ]
+        if (
+            plan is not None
+            and plan.entry.match is not None
+            and matches(plan.entry.match, event.event, event.properties)
+            and entry.may_enter(plan, runs, event.properties, datetime.now(UTC))
+            and await entry.under_cap(conn, plan)
+        ):
             # The run row exists from this moment, so the customer's next events route to it
             # even before the workflow has started; the run is pinned to today's version.
-            inserted = await conn.fetchval(
-                "INSERT INTO journey_runs (journey_id, customer_id, version, workflow_id)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING version",
+            workflow_id = await entry.enter(conn, plan, event.customer_id, runs, event.properties)
+            if workflow_id is not None:
+                rows.append((workflow_id, plan.version, True))
+        for workflow_id, version, is_entry in rows:
+            await conn.execute(
+                "INSERT INTO outbox"
+                " (event_id, journey_id, version, customer_id, workflow_id, payload)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                event_id,
                 journey_id,
+                version,
                 event.customer_id,
-                plan.version,
                 workflow_id,
+                {"entry": is_entry, "event": signal},
             )
-            if inserted is None:
-                continue  # a concurrent request entered this customer first; it signals the run
-            version, entry = plan.version, True
-        elif run["status"] in ("entering", "active"):
-            version, entry = run["version"], False
-        else:
-            continue  # finished runs; re-entry policies come with the full journey language
-        await conn.execute(
-            "INSERT INTO outbox (event_id, journey_id, version, customer_id, workflow_id, payload)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            event_id,
-            journey_id,
-            version,
-            event.customer_id,
-            workflow_id,
-            {"entry": entry, "event": signal},
-        )
-        routed += 1
+            routed += 1
     return routed
 
 
@@ -133,3 +120,69 @@ async def ingest(
         if routed:
             await notify_outbox(conn)
     return IngestResult(accepted=accepted, duplicates=duplicates, routed=routed)
+
+
+# The event an API entry is stored as: the run's entry event, with the caller's properties.
+API_ENTRY_EVENT = "Journey Entry Requested"
+
+
+@dataclass(frozen=True)
+class Admission:
+    entered: bool
+    workflow_id: str | None
+    reason: str | None = None
+
+
+async def admit(
+    pool: asyncpg.Pool,
+    *,
+    plan: Plan,
+    customer_id: str,
+    properties: dict[str, Any],
+    message_id: str,
+) -> Admission:
+    """Enter a customer by API call, under the journey's re-entry policy and caps.
+
+    The request is stored as an event (its message id dedupes retries) with its outbox row in
+    the same transaction, like any other entry, so nothing accepted is lost.
+    """
+    event = IncomingEvent(
+        message_id=message_id,
+        type="track",
+        customer_id=customer_id,
+        event=API_ENTRY_EVENT,
+        properties=properties,
+        traits={},
+        context={"journey_id": plan.journey_id},
+        occurred_at=datetime.now(UTC),
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        event_id = await _store_event(conn, event)
+        runs = await entry.customer_runs(conn, plan.journey_id, customer_id)
+        if event_id is None:
+            return Admission(False, None, "duplicate message id: this request was already made")
+        if not entry.may_enter(plan, runs, properties, datetime.now(UTC)):
+            return Admission(False, None, f"re-entry policy '{plan.entry.reentry.mode}' says no")
+        if not await entry.under_cap(conn, plan):
+            return Admission(False, None, "the journey's entry cap is reached")
+        workflow_id = await entry.enter(conn, plan, customer_id, runs, properties)
+        if workflow_id is None:
+            return Admission(False, None, "a concurrent request entered this customer first")
+        signal = JourneyEvent(
+            message_id=message_id,
+            name=API_ENTRY_EVENT,
+            properties=properties,
+            occurred_at=event.occurred_at,
+        ).model_dump(mode="json")
+        await conn.execute(
+            "INSERT INTO outbox (event_id, journey_id, version, customer_id, workflow_id, payload)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            event_id,
+            plan.journey_id,
+            plan.version,
+            customer_id,
+            workflow_id,
+            {"entry": True, "event": signal},
+        )
+        await notify_outbox(conn)
+    return Admission(True, workflow_id)

@@ -15,7 +15,9 @@ class StageFunnel:
     converted: int  # reached the stage's goal and moved to the next stage
     conversion_rate: float  # converted / entered
     moved_on: int  # left without the goal: no goal set, or max dwell with "continue"
-    exited: int  # left the journey without converting (max dwell with "exit")
+    exited: int  # left the journey without converting (max dwell, an exit step or event)
+    goal: int = 0  # left because the journey's conversion goal was reached
+    migrated: int = 0  # moved to another version by an explicit migration
 
 
 async def funnel(
@@ -28,7 +30,8 @@ async def funnel(
     """One row per stage, in the order given; all versions summed unless one is named."""
     rows = await conn.fetch(
         "SELECT stage, sum(entered) AS entered, sum(converted) AS converted,"
-        " sum(moved_on) AS moved_on, sum(exited) AS exited FROM stage_kpis"
+        " sum(moved_on) AS moved_on, sum(exited) AS exited, sum(goal) AS goal,"
+        " sum(migrated) AS migrated FROM stage_kpis"
         " WHERE journey_id = $1 AND ($2::text IS NULL OR version = $2) GROUP BY stage",
         journey_id,
         version,
@@ -42,15 +45,19 @@ async def funnel(
         converted = int(r["converted"]) if r else 0
         moved_on = int(r["moved_on"]) if r else 0
         exited = int(r["exited"]) if r else 0
+        goal = int(r["goal"]) if r else 0
+        migrated = int(r["migrated"]) if r else 0
         result.append(
             StageFunnel(
                 stage=stage,
                 entered=entered,
-                current=entered - converted - moved_on - exited,
+                current=entered - converted - moved_on - exited - goal - migrated,
                 converted=converted,
                 conversion_rate=round(converted / entered, 4) if entered else 0.0,
                 moved_on=moved_on,
                 exited=exited,
+                goal=goal,
+                migrated=migrated,
             )
         )
     return result

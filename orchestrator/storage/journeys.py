@@ -29,6 +29,7 @@ class JourneySummary:
     active_version: str
     versions: list[str]
     updated_at: datetime
+    status: str = "active"
 
 
 async def deploy_plan(conn: asyncpg.Connection, *, plan: Plan, source: str) -> DeployResult:
@@ -75,9 +76,11 @@ async def load_plan(
 
 
 async def active_plans(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[list[Plan], list[Plan]]:
-    """The active plan of each journey, and every other deployed version (for event routing)."""
+    """The active plan of each journey admitting customers, and every other deployed version
+    (paused and archived journeys only route events to the runs they already have)."""
     rows = await conn.fetch(
-        "SELECT v.plan, (j.active_version = v.version) AS active FROM journey_versions v"
+        "SELECT v.plan, (j.active_version = v.version AND j.status = 'active') AS active"
+        " FROM journey_versions v"
         " JOIN journeys j USING (journey_id) ORDER BY v.journey_id, v.deployed_at"
     )
     active = [Plan.model_validate(r["plan"]) for r in rows if r["active"]]
@@ -87,12 +90,13 @@ async def active_plans(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[list[Pl
 
 async def list_journeys(conn: asyncpg.Connection | asyncpg.Pool) -> list[JourneySummary]:
     rows = await conn.fetch(
-        "SELECT j.journey_id, a.name, j.active_version, j.updated_at,"
+        "SELECT j.journey_id, a.name, j.active_version, j.updated_at, j.status,"
         " array_agg(v.version ORDER BY v.deployed_at) AS versions"
         " FROM journeys j JOIN journey_versions a"
         "   ON a.journey_id = j.journey_id AND a.version = j.active_version"
         " JOIN journey_versions v ON v.journey_id = j.journey_id"
-        " GROUP BY j.journey_id, a.name, j.active_version, j.updated_at ORDER BY j.journey_id"
+        " GROUP BY j.journey_id, a.name, j.active_version, j.updated_at, j.status"
+        " ORDER BY j.journey_id"
     )
     return [
         JourneySummary(
@@ -101,6 +105,7 @@ async def list_journeys(conn: asyncpg.Connection | asyncpg.Pool) -> list[Journey
             active_version=r["active_version"],
             versions=list(r["versions"]),
             updated_at=r["updated_at"],
+            status=r["status"],
         )
         for r in rows
     ]

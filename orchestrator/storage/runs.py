@@ -81,7 +81,7 @@ async def record_transition(
             "INSERT INTO journey_runs"
             " (journey_id, customer_id, version, workflow_id, stage, status, converted_at, holdout)"
             " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'converted' THEN now() END, $7)"
-            " ON CONFLICT (journey_id, customer_id) DO UPDATE"
+            " ON CONFLICT (workflow_id) DO UPDATE"
             " SET stage = coalesce(excluded.stage, journey_runs.stage),"
             "     version = excluded.version, status = excluded.status,"
             "     converted_at = coalesce(excluded.converted_at, journey_runs.converted_at),"

@@ -24,6 +24,7 @@ class JourneyPublic(BaseModel):
     active_version: str
     versions: list[str]
     updated_at: datetime
+    status: str
 
 
 class DeployPublic(BaseModel):
@@ -41,6 +42,8 @@ class StagePublic(BaseModel):
     conversion_rate: float
     moved_on: int
     exited: int
+    goal: int
+    migrated: int
 
 
 class FunnelPublic(BaseModel):
@@ -59,6 +62,7 @@ async def journeys(services: ServicesDep) -> list[JourneyPublic]:
             active_version=j.active_version,
             versions=j.versions,
             updated_at=j.updated_at,
+            status=j.status,
         )
         for j in await list_journeys(services.pool)
     ]

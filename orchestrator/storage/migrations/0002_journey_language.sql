@@ -12,9 +12,16 @@ ALTER TABLE stage_kpis
     ADD COLUMN goal bigint NOT NULL DEFAULT 0,
     ADD COLUMN migrated bigint NOT NULL DEFAULT 0;
 
+-- A customer may have several runs of one journey (re-entry after a cool-down, concurrent runs
+-- keyed by an entry event property such as the cart id): a run is its workflow id.
 ALTER TABLE journey_runs
     ADD COLUMN converted_at timestamptz,
-    ADD COLUMN holdout boolean NOT NULL DEFAULT false;
+    ADD COLUMN holdout boolean NOT NULL DEFAULT false,
+    ADD COLUMN entry_key text;
+ALTER TABLE journey_runs DROP CONSTRAINT journey_runs_pkey;
+ALTER TABLE journey_runs ADD PRIMARY KEY (workflow_id);
+CREATE INDEX journey_runs_customer ON journey_runs (journey_id, customer_id);
+CREATE INDEX journey_runs_entered ON journey_runs (journey_id, entered_at);
 ALTER TABLE journey_runs DROP CONSTRAINT journey_runs_status_check;
 ALTER TABLE journey_runs ADD CONSTRAINT journey_runs_status_check
     CHECK (status IN ('entering', 'active', 'completed', 'exited', 'converted'));

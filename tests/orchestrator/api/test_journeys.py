@@ -85,6 +85,8 @@ async def test_funnel_counts_per_stage(api: Api) -> None:
         "conversion_rate": 0.6667,
         "moved_on": 0,
         "exited": 0,
+        "goal": 0,
+        "migrated": 0,
     }
     assert (stages["consideration"]["entered"], stages["consideration"]["current"]) == (2, 2)
     missing = await api.http.get("/api/journeys/nope/funnel", headers=api.admin)
