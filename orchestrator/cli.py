@@ -6,6 +6,7 @@ journeyman validate PATH...   check journey files; non-zero exit on any error
 journeyman deploy FILE...     compile and activate journeys through the API
 journeyman funnel JOURNEY     the per-stage funnel as a table
 journeyman demo               up + deploy + synthetic traffic + the funnel
+journeyman simulate FILE      project a journey's funnel on simulated time
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from .config import ConfigError, Settings
 from .credentials import load_or_create
-from .language import JourneyError, validate_paths
+from .language import Diagnostic, JourneyError, validate_paths
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the stack with synthetic traffic and show the funnel")
     demo.add_argument("--customers", type=int, default=300)
     demo.add_argument("--exit", action="store_true", help="stop after printing the funnel")
+    simulate = sub.add_parser(
+        "simulate", help="project a journey's funnel for a synthetic population, in seconds"
+    )
+    simulate.add_argument("journey", type=Path, help="the journey file")
+    simulate.add_argument("--customers", type=int, default=1000, help="default: 1000")
+    simulate.add_argument(
+        "--scenario", type=Path, help="how customers behave (default: nobody reacts)"
+    )
+    simulate.add_argument("--seed", type=int, default=0, help="default: 0")
+    simulate.add_argument("--horizon", default="365d", help="longest simulated time (365d)")
+    simulate.add_argument("--json", action="store_true", help="the report as JSON, no progress")
     return parser
 
 
@@ -62,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return cmd_validate(args.paths)
+        if args.command == "simulate":
+            from .simulation.command import run as simulate
+
+            return simulate(args)
         if args.command in ("deploy", "funnel"):
             from .client_commands import deploy_files, show_funnel
 
@@ -77,13 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_validate(paths: Sequence[Path]) -> int:
+    """Errors fail the run; warnings are printed and do not."""
     failed = 0
-    for path, result in validate_paths(paths):
+    warnings: list[Diagnostic] = []
+    for path, result in validate_paths(paths, warnings=warnings):
         if isinstance(result, JourneyError):
             failed += 1
             print(str(result), file=sys.stderr)
         else:
             print(f"{path}: ok ({result.journey_id} version {result.version})")
+    for warning in warnings:
+        print(str(warning), file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -25,6 +25,7 @@ from .config import ENVIRONMENT, ConfigError, Settings
 from .credentials import Credentials
 from .dispatcher import Dispatcher
 from .embedded.temporal import ensure_search_attributes
+from .scheduling import Scheduler
 from .storage import connect, create_pool, migrate
 from .temporal_client import connect_temporal
 
@@ -65,7 +66,7 @@ def email_provider(settings: Settings, endpoints: Endpoints) -> SmtpProvider:
 
 
 async def run_worker(settings: Settings, endpoints: Endpoints, stop: asyncio.Event) -> None:
-    """The journey worker and the outbox dispatcher, until ``stop`` is set."""
+    """The journey worker, the outbox dispatcher and the entry scheduler, until ``stop``."""
     client = await connect_temporal(
         endpoints.temporal_address, namespace=settings.temporal_namespace
     )
@@ -77,7 +78,8 @@ async def run_worker(settings: Settings, endpoints: Endpoints, stop: asyncio.Eve
         )
         worker = build_worker(client, task_queue=settings.task_queue, activities=activities)
         dispatcher = Dispatcher(endpoints.database_url, client, task_queue=settings.task_queue)
-        async with _background(dispatcher.run()), worker:
+        scheduler = Scheduler(pool)
+        async with _background(dispatcher.run()), _background(scheduler.run_forever()), worker:
             await stop.wait()
     finally:
         await pool.close()

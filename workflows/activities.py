@@ -277,12 +277,12 @@ class JourneyActivities:
                 sent, first = await delivery_rules.journey_sends_since(
                     conn,
                     journey_id=input.journey_id,
-                    since=datetime.now(UTC) - timedelta(minutes=1),
+                    since=now - timedelta(minutes=1),
                 )
                 if sent >= rules.throttle_per_minute and first is not None:
-                    retry_at = now + (first + timedelta(minutes=1) - datetime.now(UTC))
+                    retry_at = first + timedelta(minutes=1)
                     return SendResult(status="deferred", reason="throttled", retry_at=retry_at)
-            capped = await self._capped(conn, input.customer_id, step.channel, rules)
+            capped = await self._capped(conn, input.customer_id, step.channel, rules, now)
             claim = await ledger.claim_send(
                 conn,
                 send_key=input.send_key,
@@ -291,6 +291,7 @@ class JourneyActivities:
                 customer_id=input.customer_id,
                 step_id=input.step_id,
                 channel=step.channel,
+                at=now,
             )
             if claim.claimed and capped is not None:
                 await ledger.finish_send(
@@ -317,7 +318,12 @@ class JourneyActivities:
         return await asyncio.shield(self._deliver(input, message))
 
     async def _capped(
-        self, conn: asyncpg.Connection, customer_id: str, channel: str, rules: Delivery
+        self,
+        conn: asyncpg.Connection,
+        customer_id: str,
+        channel: str,
+        rules: Delivery,
+        now: datetime,
     ) -> str | None:
         """Why the customer may not get another message on ``channel`` now, if they may not."""
         caps = [cap for cap in rules.frequency_caps if cap.channel == channel]
@@ -326,7 +332,7 @@ class JourneyActivities:
         # Locked per customer so two journeys sending at once cannot both slip under the cap.
         await delivery_rules.lock_customer(conn, customer_id)
         for cap in caps:
-            since = datetime.now(UTC) - timedelta(seconds=cap.window_seconds)
+            since = now - timedelta(seconds=cap.window_seconds)
             sent = await delivery_rules.customer_sends_since(
                 conn, customer_id=customer_id, channel=channel, since=since
             )
@@ -345,6 +351,7 @@ class JourneyActivities:
             customer_id=input.customer_id,
             step_id=input.step_id,
             channel=step.channel,
+            at=_clock(input.now),
         )
         if not claim.claimed:
             return SendResult(status="duplicate", reason=f"already {claim.status}")

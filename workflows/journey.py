@@ -276,9 +276,8 @@ class _Runner:
     # --- watching the stage ------------------------------------------------------------
 
     def _journey_end(self) -> Literal["exited", "goal"] | None:
-        """``exited`` or ``goal`` when a journey-wide exit or goal event has arrived."""
-        if any(self.wf.find(match) is not None for match in self.plan.exits):
-            return "exited"
+        """``goal`` or ``exited`` when a journey-wide goal or exit event has arrived; an event
+        that is both counts as the goal, so a conversion is never recorded as an exit."""
         goal = self.plan.goal
         if goal is not None and self.state.entered_at is not None:
             position = self.wf.find(goal.match)
@@ -287,6 +286,8 @@ class _Runner:
                 deadline = self.state.entered_at + timedelta(seconds=goal.within_seconds)
                 if arrived is None or arrived <= deadline:
                     return "goal"
+        if any(self.wf.find(match) is not None for match in self.plan.exits):
+            return "exited"
         return None
 
     async def run_stage(self, stage: StagePlan) -> tuple[StageOutcome, StageEnd | None]:

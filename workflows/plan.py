@@ -13,6 +13,7 @@ resumed or migrated at any step.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -256,11 +257,22 @@ class EntryCap(_Frozen):
     per_day: int | None = Field(default=None, gt=0)
 
 
+class Schedule(_Frozen):
+    """Entry of an audience at set times: every time ``cron`` fires (in ``timezone``), or
+    once ``at`` an instant. ``audience`` is a condition over each profile (None: everyone)."""
+
+    cron: str | None = None
+    at: datetime | None = None
+    timezone: str = "UTC"
+    audience: str | None = None
+
+
 class Entry(_Frozen):
-    """How customers enter: an event (``match``) and/or an API call."""
+    """How customers enter: an event (``match``), an API call, and/or a ``schedule``."""
 
     match: EventMatch | None = None
     api: bool = False
+    schedule: Schedule | None = None
     reentry: Reentry = Field(default_factory=Reentry)
     cap: EntryCap = Field(default_factory=EntryCap)
     holdout_percent: float = Field(default=0, ge=0, lt=100)

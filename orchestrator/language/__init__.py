@@ -7,6 +7,7 @@
 from .compiler import (
     DEFAULT_MAX_DWELL_SECONDS,
     build_plan,
+    canonical_form,
     compile_file,
     compile_source,
     plan_hash,
@@ -21,6 +22,7 @@ __all__ = [
     "DurationError",
     "JourneyError",
     "build_plan",
+    "canonical_form",
     "compile_file",
     "compile_source",
     "format_duration",

@@ -16,6 +16,7 @@ from journeyman.workflows.plan import (
     BranchStep,
     EventMatch,
     ExitStep,
+    ExperimentStep,
     GotoStep,
     Plan,
     PropertyTest,
@@ -55,6 +56,7 @@ def check(spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]) -> list[P
     steps = [step for stage in plan.stages for step in walk(stage.steps)]
     names = {stage.name for stage in plan.stages}
     ids = {step.id for step in steps}
+    targets_exist = True
     for step in steps:
         loc = locations.get(step.id, ())
         if isinstance(step, SendStep) and step.template and step.template not in spec.templates:
@@ -64,9 +66,16 @@ def check(spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]) -> list[P
         if isinstance(step, GotoStep) and step.target not in names | ids:
             message = f"goto target '{step.target}' is neither a stage nor a step id"
             problems.append(Problem((*loc, "goto"), message))
+            targets_exist = False
+        if isinstance(step, GotoStep) and step.target in names and step.target in ids:
+            # It goes to the stage: unless the step opens that stage, the step id is ignored.
+            stage = plan.stages[plan.stage_index(step.target)]
+            if not stage.steps or stage.steps[0].id != step.target:
+                message = f"goto target '{step.target}' is both a stage and a step id; rename one"
+                problems.append(Problem((*loc, "goto"), message))
     for stage in plan.stages:
         problems.extend(_unreachable(stage.steps, locations))
-    if not problems:  # the flow is only well defined once every target exists
+    if targets_exist:  # the flow is only well defined once every target exists
         problems.extend(_loops(plan, locations))
     problems.extend(_impossible(spec, plan, locations))
     problems.extend(_conditions(spec, plan, locations, steps))
@@ -84,12 +93,26 @@ def _unreachable(steps: Sequence[Step], locations: Mapping[str, Loc]) -> Iterato
             yield Problem(locations.get(after.id, ()), message)
 
 
-def _is_wait(step: Step | None, plan: Plan) -> bool:
+def _is_wait(step: Step | None) -> bool:
+    """Whether time always passes at this step, whatever the customer's data."""
     if isinstance(step, WaitForStep):
-        return True
+        return step.lookback_seconds == 0
     return isinstance(step, WaitStep) and (
-        step.seconds > 0 or step.until_time is not None or step.until_date is not None
+        step.seconds > 0
+        or step.until_time is not None
+        or (step.until_date is not None and step.until_date.yearly)
     )
+
+
+def _ends_at_once(step: Step | None) -> str | None:
+    """Why a wait that is not ``_is_wait`` can end without time passing."""
+    if isinstance(step, WaitForStep) and not _is_wait(step):
+        return "a wait_for with lookback finds the same past event again"
+    if isinstance(step, WaitStep) and step.until_date is not None and not _is_wait(step):
+        return "a wait until a date that is not yearly ends at once when the date has passed"
+    if isinstance(step, WaitStep) and not _is_wait(step):
+        return "it waits 0 seconds"
+    return None
 
 
 def _loops(plan: Plan, locations: Mapping[str, Loc]) -> Iterator[Problem]:
@@ -99,9 +122,12 @@ def _loops(plan: Plan, locations: Mapping[str, Loc]) -> Iterator[Problem]:
     for s, program in enumerate(programs):
         for pc, instruction in enumerate(program.instructions):
             node = (s, pc)
-            if _is_wait(instruction.step, plan):
+            if _is_wait(instruction.step):
                 edges[node] = []  # time passes here: no cycle goes on through it
-            elif instruction.op in ("jump", "wait_for", "choose"):
+            elif instruction.op == "wait_for":
+                # With lookback, an event already there ends it at once; a timeout takes time.
+                edges[node] = [(s, instruction.targets[0])]
+            elif instruction.op in ("jump", "choose"):
                 edges[node] = [(s, target) for target in instruction.targets]
             elif instruction.op == "goto":
                 assert instruction.stage is not None
@@ -118,10 +144,21 @@ def _loops(plan: Plan, locations: Mapping[str, Loc]) -> Iterator[Problem]:
     for start in edges:
         cycle = _find_cycle(start, edges, state)
         if cycle is not None:
-            s, pc = cycle
-            step = programs[s].instructions[pc].step if pc < programs[s].end else None
+            on_cycle = [
+                programs[s].instructions[pc].step if pc < programs[s].end else None
+                for s, pc in cycle
+            ]
+            s, step = cycle[-1][0], on_cycle[-1]
             where = locations.get(step.id, ()) if step is not None else ("stages", s)
             message = "this loop has no wait in it: it would repeat without time passing"
+            for waiting in on_cycle:
+                reason = _ends_at_once(waiting)
+                if waiting is not None and reason is not None:
+                    message = (
+                        f"this loop can repeat without time passing: '{waiting.id}' can end"
+                        f" at once ({reason})"
+                    )
+                    break
             yield Problem(where, message)
             return
 
@@ -130,8 +167,8 @@ def _find_cycle(
     start: tuple[int, int],
     edges: Mapping[tuple[int, int], list[tuple[int, int]]],
     state: dict[tuple[int, int], int],
-) -> tuple[int, int] | None:
-    """Iterative depth-first search; returns the node that closes a cycle (a goto or jump)."""
+) -> list[tuple[int, int]] | None:
+    """Iterative depth-first search; returns a cycle's nodes, the last one closing it."""
     if state.get(start):
         return None
     stack: list[tuple[tuple[int, int], Iterator[tuple[int, int]]]] = [
@@ -146,7 +183,8 @@ def _find_cycle(
             stack.pop()
             continue
         if state.get(following) == 1:
-            return node
+            path = [on_path for on_path, _ in stack]
+            return path[path.index(following) :]
         if not state.get(following):
             state[following] = 1
             stack.append((following, iter(edges.get(following, []))))
@@ -168,6 +206,9 @@ def _matches(
         for step in walk(stage.steps):
             if isinstance(step, WaitForStep):
                 yield step.match, (*locations.get(step.id, ()), "wait_for"), "wait_for"
+            if isinstance(step, ExperimentStep):
+                loc = (*locations.get(step.id, ()), "experiment", "metric")
+                yield step.metric, loc, "metric"
 
 
 def _impossible(spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]) -> Iterator[Problem]:
@@ -250,20 +291,24 @@ def _conditions(
         if isinstance(step, UpdateStep):
             known.update(step.set)
             known.update(step.increment)
+    sources: list[tuple[Loc, str]] = []
+    if plan.entry.schedule is not None and plan.entry.schedule.audience is not None:
+        sources.append((("entry", "schedule", "audience"), plan.entry.schedule.audience))
     for step in steps:
-        if not isinstance(step, BranchStep):
+        if isinstance(step, BranchStep):
+            for n, case in enumerate(step.cases):
+                where = (*locations.get(step.id, ()), "branch", "cases", n, "when")
+                sources.append((where, case.when))
+    for loc, source in sources:
+        try:
+            tree = expressions.parse(source)
+        except expressions.ExpressionError as exc:
+            yield Problem(loc, f"condition: {exc}")
             continue
-        for n, case in enumerate(step.cases):
-            loc = (*locations.get(step.id, ()), "branch", "cases", n, "when")
-            try:
-                tree = expressions.parse(case.when)
-            except expressions.ExpressionError as exc:
-                yield Problem(loc, f"condition: {exc}")
-                continue
-            for trait in sorted(expressions.needs(tree).traits):
-                if not any(trait == k or trait.startswith(k + ".") for k in known):
-                    message = (
-                        f"condition reads trait '{trait}', which no identify trait, update step"
-                        " or `traits:` entry declares"
-                    )
-                    yield Problem(loc, message, "warning")
+        for trait in sorted(expressions.needs(tree).traits):
+            if not any(trait == k or trait.startswith(k + ".") for k in known):
+                message = (
+                    f"condition reads trait '{trait}', which no identify trait, update step"
+                    " or `traits:` entry declares"
+                )
+                yield Problem(loc, message, "warning")

@@ -6,10 +6,11 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from journeyman.workflows.plan import (
@@ -32,6 +33,7 @@ from journeyman.workflows.plan import (
     PropertyTest,
     QuietHours,
     Route,
+    Schedule,
     SendStep,
     SplitStep,
     StagePlan,
@@ -63,13 +65,38 @@ JOURNEY_SUFFIXES = (".yaml", ".yml")
 
 
 def plan_hash(plan: Plan | Mapping[str, Any]) -> str:
-    """The version of a plan: sha256 of its canonical JSON without ``version``, 16 hex chars."""
-    if isinstance(plan, Plan):
-        data = plan.model_dump(mode="json", exclude={"version"})
-    else:
-        data = {key: value for key, value in plan.items() if key != "version"}
+    """The version of a plan: sha256 of its canonical JSON without ``version``, 16 hex chars.
+
+    Fields at their default value are left out, so adding a field (with a default) to the
+    plan model never changes the version of a journey that does not use it.
+    """
+    if not isinstance(plan, Plan):
+        plan = Plan.model_validate({**plan, "version": ""})
+    data = canonical_form(plan)
+    del data["version"]
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def canonical_form(value: Any) -> Any:
+    """JSON-ready data of a plan with fields at their default left out, except ``kind``
+    (which tells step types apart, so two different steps never look the same)."""
+    if isinstance(value, BaseModel):
+        data: dict[str, Any] = {}
+        for name, info in type(value).model_fields.items():
+            item = getattr(value, name)
+            default = info.get_default(call_default_factory=True)
+            if name != "kind" and name != "version" and item == default:
+                continue
+            data[name] = canonical_form(item)
+        return data
+    if isinstance(value, list | tuple):
+        return [canonical_form(item) for item in value]
+    if isinstance(value, dict):
+        return {key: canonical_form(item) for key, item in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 def compile_source(
@@ -110,7 +137,9 @@ def compile_file(path: FilePath, *, warnings: list[Diagnostic] | None = None) ->
     return compile_source(text, source=str(path), warnings=warnings)
 
 
-def validate_paths(paths: Sequence[FilePath]) -> list[tuple[FilePath, Plan | JourneyError]]:
+def validate_paths(
+    paths: Sequence[FilePath], *, warnings: list[Diagnostic] | None = None
+) -> list[tuple[FilePath, Plan | JourneyError]]:
     """Compile files, and directories' ``*.yaml``/``*.yml`` files, each at most once, in order.
 
     Two files declaring the same journey id cannot both be deployed: the later ones get an error.
@@ -127,7 +156,7 @@ def validate_paths(paths: Sequence[FilePath]) -> list[tuple[FilePath, Plan | Jou
                 continue
             seen.add(file.resolve())
             try:
-                outcome: Plan | JourneyError = compile_file(file)
+                outcome: Plan | JourneyError = compile_file(file, warnings=warnings)
             except JourneyError as exc:
                 outcome = exc
             if isinstance(outcome, Plan):
@@ -178,6 +207,9 @@ def compile_spec(
         entry=Entry(
             match=_match(entry.event, entry.where) if entry.event is not None else None,
             api=entry.api,
+            schedule=(
+                Schedule(**entry.schedule.model_dump()) if entry.schedule is not None else None
+            ),
             reentry=entry.reentry,
             cap=EntryCap(**entry.cap.model_dump()) if entry.cap else EntryCap(),
             holdout_percent=entry.holdout,
@@ -218,8 +250,12 @@ def _place(problem: Problem, document: Document | None) -> Diagnostic:
     return replace(found, severity=problem.severity)
 
 
-def _match(event: str, where: Mapping[str, Condition]) -> EventMatch:
-    tests = [PropertyTest(path=path, op=c.op, value=c.value) for path, c in where.items()]
+def _match(event: str, where: Mapping[str, Sequence[Condition]]) -> EventMatch:
+    tests = [
+        PropertyTest(path=path, op=c.op, value=c.value)
+        for path, conditions in where.items()
+        for c in conditions
+    ]
     # Sorted so that reordering the keys of a `where` never changes the version.
     return EventMatch(event=event, where=sorted(tests, key=lambda t: (t.path, t.op)))
 
@@ -390,8 +426,18 @@ def _diagnostic(document: Document, error: ErrorDetails) -> Diagnostic:
     return document.diagnostic(loc, _message(error), key="[key]" in raw)
 
 
+# Pydantic's wording for numbers, in the words of the rest of the messages.
+_BOUNDS = {
+    "greater_than": ("gt", "must be more than"),
+    "greater_than_equal": ("ge", "must be at least"),
+    "less_than": ("lt", "must be less than"),
+    "less_than_equal": ("le", "must be at most"),
+}
+
+
 def _message(error: ErrorDetails) -> str:
     kind, value = error["type"], error["input"]
+    ctx = error.get("ctx") or {}
     if kind in ("string_type", "str_type"):
         return f"expected text, got {_describe(value)}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
@@ -399,9 +445,22 @@ def _message(error: ErrorDetails) -> str:
     if kind == "list_type":
         return f"expected a list, got {_describe(value)}"
     if kind == "too_short":
+        if ctx.get("actual_length"):
+            return f"needs at least {ctx.get('min_length')} items, got {ctx['actual_length']}"
         return "must not be empty"
     if kind == "literal_error":
-        return f"expected {(error.get('ctx') or {}).get('expected')}, got {_describe(value)}"
+        return f"expected {ctx.get('expected')}, got {_describe(value)}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {_describe(value)}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {_describe(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {_describe(value)}"
+    if kind in _BOUNDS:
+        bound, words = _BOUNDS[kind]
+        return f"{words} {ctx.get(bound)}, got {_describe(value)}"
+    if kind == "invalid_key":
+        return f"a key must be text, got {_describe(value)}"
     return error["msg"]
 
 

@@ -18,6 +18,10 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 # are never near this size, and validating such a tree would take forever.
 MAX_VALUES = 100_000
 
+# Parsing, validating and compiling recurse along the nesting: a journey needs a few dozen
+# levels (about five per nested touchpoint list), far below where Python's stack runs out.
+MAX_DEPTH = 100
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -128,11 +132,13 @@ def _find_key(node: MappingNode, part: str | int) -> tuple[Node, Node] | None:
 
 def load(text: str, source: str) -> Document:
     """Parse YAML text, or raise ``JourneyError`` for syntax errors and duplicate keys."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
         if root is None:
             raise JourneyError([Diagnostic(source, None, None, "", "the file is empty")])
+        if _depth(root, {}) > MAX_DEPTH:
+            raise JourneyError([_too_deep(source)])
         if _expanded_size(root, {}) > MAX_VALUES:
             message = f"the file expands to more than {MAX_VALUES} values through aliases"
             raise JourneyError([Diagnostic(source, None, None, "", message)])
@@ -147,9 +153,25 @@ def load(text: str, source: str) -> Document:
         raise JourneyError([_syntax_error(source, exc)]) from None
     except yaml.YAMLError as exc:
         raise JourneyError([Diagnostic(source, None, None, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        # PyYAML's parser recurses once per level: a deep enough file fails before _depth.
+        raise JourneyError([_too_deep(source)]) from None
     finally:
         loader.dispose()
     return Document(source, text, root, data)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without ``!!set``, whose order changes from one process to the next
+    (the same file must always give the same version)."""
+
+    def construct_set(self, node: Node) -> Any:
+        raise yaml.constructor.ConstructorError(
+            None, None, "a set (!!set) has no order; use a list", node.start_mark
+        )
+
+
+_Loader.add_constructor("tag:yaml.org,2002:set", _Loader.construct_set)
 
 
 def _syntax_error(source: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
@@ -162,6 +184,26 @@ def _syntax_error(source: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     if mark is None:
         return Diagnostic(source, None, None, "", f"YAML syntax error: {detail}")
     return Diagnostic(source, mark.line + 1, mark.column + 1, "", f"YAML syntax error: {detail}")
+
+
+def _too_deep(source: str) -> Diagnostic:
+    return Diagnostic(source, None, None, "", f"the file nests deeper than {MAX_DEPTH} levels")
+
+
+def _depth(node: Node, depths: dict[int, int]) -> int:
+    """How deeply the tree nests once aliases are expanded (memoized; a cycle is too deep)."""
+    known = depths.get(id(node))
+    if known is not None:
+        return known
+    depths[id(node)] = MAX_DEPTH + 1  # a node reached again while measuring it is recursive
+    children: list[Node] = []
+    if isinstance(node, MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, SequenceNode):
+        children = list(node.value)
+    depth = 1 + max((_depth(child, depths) for child in children), default=0)
+    depths[id(node)] = min(depth, MAX_DEPTH + 1)
+    return depths[id(node)]
 
 
 def _expanded_size(node: Node, sizes: dict[int, int]) -> int:

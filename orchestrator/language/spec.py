@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal, NamedTuple, NoReturn
 
 from jinja2 import TemplateSyntaxError
@@ -19,11 +20,13 @@ from pydantic import (
     Discriminator,
     Field,
     PlainValidator,
+    Strict,
     Tag,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from journeyman.orchestrator.scheduling.cron import Cron, CronError
 from journeyman.workflows import local_time
 from journeyman.workflows.plan import Operator, Reentry, Scalar, Weekday
 
@@ -46,6 +49,7 @@ _CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _TRAIT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 _IDENTIFIER = re.compile(r"[a-z0-9_-]{1,64}")
+_LOCALE = re.compile(r"[a-z]{2,8}(-[a-z0-9]{1,8})*")
 _JOURNEY_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _PATH_PART = re.compile(r"[^.\s]+")
 _TEMPLATES = SandboxedEnvironment()
@@ -93,6 +97,8 @@ def _template(value: str) -> str:
             "template syntax error: {detail}",
             {"detail": exc.message or "invalid template", "template_line": exc.lineno},
         ) from None
+    except RecursionError:
+        fail("the template nests too deeply")
     return value
 
 
@@ -104,9 +110,13 @@ def _single_line(value: str) -> str:
 
 def _clock(value: object) -> str:
     if not isinstance(value, str) or not _CLOCK.fullmatch(value):
-        # YAML 1.1 reads an unquoted 09:00 as sexagesimal 540.
-        hint = '; quote it: "09:00"' if isinstance(value, int) else ""
-        fail(f'a time of day is "HH:MM" on a 24-hour clock, like "09:00"{hint}; got {value!r}')
+        # YAML 1.1 reads an unquoted 9:00 or 21:00 as sexagesimal 540 or 1260 (never below 60).
+        hint = ""
+        if isinstance(value, int) and not isinstance(value, bool) and 60 <= value < 1440:
+            hours, minutes = divmod(value, 60)
+            hint = f", which is how YAML reads an unquoted {hours}:{minutes:02d}; quote it: "
+            hint += f'"{hours:02d}:{minutes:02d}"'
+        fail(f'a time of day is "HH:MM" on a 24-hour clock, like "09:00"; got {value!r}{hint}')
     return value
 
 
@@ -114,6 +124,13 @@ def _channel(value: object) -> str:
     if value not in CHANNELS:
         fail(f"unknown channel {value!r}; available: {', '.join(CHANNELS)}")
     assert isinstance(value, str)
+    return value
+
+
+def _locale(value: str) -> str:
+    # SendStep.content_for compares lowercase tags with '-': "pt_br" would never be chosen.
+    if not _LOCALE.fullmatch(value):
+        fail(f"a locale is a lowercase language tag like fr, fr-ca or pt-br; got {value!r}")
     return value
 
 
@@ -137,7 +154,9 @@ def _signed_duration(value: object) -> int:
     try:
         seconds = parse_duration(text)
     except DurationError as exc:
-        fail(f"{exc} (an offset may start with '-')")
+        # Name the value as written, not the text left once its '-' is taken off.
+        detail = str(exc).replace(f"got {text!r}", f"got {value!r}")
+        fail(f"{detail} (an offset may start with '-')")
     return -seconds if negative else seconds
 
 
@@ -187,7 +206,15 @@ def _exit(value: object) -> bool | str:
 
 
 def _increment(value: object) -> int | float:
-    return _number(value, "increment")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        fail(f"an increment is a number, like 1 or -2.5; got {value!r}")
+    return value
+
+
+def _trait_value(value: object) -> Scalar:
+    if isinstance(value, list | dict):
+        fail("a trait value is a string, number, boolean or null; got a list or mapping")
+    return _scalar(value, "a trait value")
 
 
 def _wait_kind(value: object) -> str:
@@ -228,12 +255,16 @@ def _number(value: object, op: str) -> float | int:
     return value
 
 
-def _condition(raw: object) -> Condition:
+def _conditions(raw: object) -> tuple[Condition, ...]:
+    """A value (``eq``), or ``{operator: value}`` pairs that must all hold, like a range."""
     if not isinstance(raw, dict):
-        return Condition("eq", _scalar(raw, "a property value"))
-    if len(raw) != 1:
-        fail("a condition is a value or one {operator: value} pair, e.g. {gte: 10}")
-    ((op, operand),) = raw.items()
+        return (Condition("eq", _scalar(raw, "a property value")),)
+    if not raw:
+        fail("a condition is a value or {operator: value} pairs, e.g. {gte: 10, lt: 20}")
+    return tuple(_condition(op, operand) for op, operand in raw.items())
+
+
+def _condition(op: object, operand: object) -> Condition:
     if op not in OPERATORS:
         fail(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
     if op in ("eq", "ne"):
@@ -251,6 +282,7 @@ def _condition(raw: object) -> Condition:
 
 JourneyId = Annotated[str, AfterValidator(_journey_id)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
+Locale = Annotated[str, AfterValidator(_locale)]
 Text = Annotated[str, AfterValidator(_not_blank)]
 PropertyPath = Annotated[str, AfterValidator(_property_path)]
 TraitPath = Annotated[str, AfterValidator(_trait_path)]
@@ -259,12 +291,16 @@ Subject = Annotated[Template, AfterValidator(_single_line)]
 WaitDuration = Annotated[int, _duration(0)]
 PositiveDuration = Annotated[int, _duration(1)]
 SignedDuration = Annotated[int, PlainValidator(_signed_duration)]
-ConditionSpec = Annotated[Condition, PlainValidator(_condition)]
+ConditionSpec = Annotated[tuple[Condition, ...], PlainValidator(_conditions)]
 Clock = Annotated[str, PlainValidator(_clock)]
 ChannelName = Annotated[str, PlainValidator(_channel)]
 TimeZone = Annotated[str, AfterValidator(_timezone)]
 Percent = Annotated[float, PlainValidator(_percent)]
 ReentrySpec = Annotated[Reentry, PlainValidator(_reentry)]
+# Strict: YAML reads yes/no/on/off as booleans, which must not pass for 1 and 0 (or "5" for 5).
+Count = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+Fraction = Annotated[float, Strict()]
 DwellAction = Literal["exit", "continue"]
 
 
@@ -290,7 +326,7 @@ class ContentSpec(_Spec):
 class TemplateSpec(ContentSpec):
     """A named template, with optional per-locale variants ("fr", "pt-br")."""
 
-    locales: dict[Identifier, ContentSpec] = Field(default_factory=dict)
+    locales: dict[Locale, ContentSpec] = Field(default_factory=dict)
 
 
 class SendSpec(_Spec):
@@ -302,7 +338,7 @@ class SendSpec(_Spec):
     subject: Subject | None = None
     body: Template | None = None
     html: Template | None = None
-    locales: dict[Identifier, ContentSpec] = Field(default_factory=dict)
+    locales: dict[Locale, ContentSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _content(self) -> SendSpec:
@@ -322,7 +358,7 @@ class WaitUntilSpec(_Spec):
     until_date: TraitPath | None = None
     offset: SignedDuration = 0
     at: Clock = "09:00"
-    yearly: bool = False
+    yearly: Flag = False
 
     @model_validator(mode="after")
     def _one_target(self) -> WaitUntilSpec:
@@ -364,8 +400,20 @@ class BranchSpec(_Spec):
 
 class PathSpec(_Spec):
     name: Identifier
-    weight: int = Field(gt=0, le=1_000_000)
+    weight: Count = Field(gt=0, le=1_000_000)
     then: list[TouchpointSpec] = Field(default_factory=list)
+
+
+def _unique_names(paths: list[PathSpec]) -> list[PathSpec]:
+    # A path's name is part of its steps' ids: two paths with one name would share ids.
+    names = [path.name for path in paths]
+    for name in names:
+        if names.count(name) > 1:
+            fail(f"path name {name!r} is used twice; each path needs its own name")
+    return paths
+
+
+Paths = Annotated[list[PathSpec], AfterValidator(_unique_names)]
 
 
 class MetricSpec(EventSpec):
@@ -374,12 +422,12 @@ class MetricSpec(EventSpec):
 
 class DecideSpec(_Spec):
     after: PositiveDuration
-    min_per_variant: int = Field(default=100, gt=0)
-    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    min_per_variant: Count = Field(default=100, gt=0)
+    confidence: Fraction = Field(default=0.95, gt=0.5, lt=1)
 
 
 class ExperimentSpec(_Spec):
-    variants: list[PathSpec] = Field(min_length=2)
+    variants: Paths = Field(min_length=2)
     control: Identifier
     metric: MetricSpec
     decide: DecideSpec | None = None
@@ -393,7 +441,9 @@ class ExperimentSpec(_Spec):
 
 
 class UpdateSpec(_Spec):
-    set: dict[TraitPath, Any] = Field(default_factory=dict)
+    set: dict[TraitPath, Annotated[Scalar, PlainValidator(_trait_value)]] = Field(
+        default_factory=dict
+    )
     increment: dict[TraitPath, Annotated[int | float, PlainValidator(_increment)]] = Field(
         default_factory=dict
     )
@@ -403,8 +453,6 @@ class UpdateSpec(_Spec):
     def _does_something(self) -> UpdateSpec:
         if not (self.set or self.increment or self.tags):
             fail("an update sets, increments or tags something")
-        for name, value in self.set.items():
-            _scalar(value, f"the value of {name}")
         return self
 
 
@@ -416,7 +464,7 @@ class TouchpointSpec(_Spec):
     wait: WaitSpec | None = None
     wait_for: WaitForSpec | None = None
     branch: BranchSpec | None = None
-    split: list[PathSpec] | None = Field(default=None, min_length=2)
+    split: Paths | None = Field(default=None, min_length=2)
     experiment: ExperimentSpec | None = None
     update: UpdateSpec | None = None
     goto: Identifier | None = None
@@ -484,24 +532,61 @@ class DefaultsSpec(_Spec):
 
 
 class CapSpec(_Spec):
-    total: int | None = Field(default=None, gt=0)
-    per_day: int | None = Field(default=None, gt=0)
+    total: Count | None = Field(default=None, gt=0)
+    per_day: Count | None = Field(default=None, gt=0)
+
+
+def _cron(value: str) -> str:
+    try:
+        Cron.parse(value)
+    except CronError as exc:
+        fail(str(exc))
+    return value
+
+
+def _instant(value: object) -> datetime:
+    moment: object = value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        fail(f"'at' is an ISO date and time with a zone, like 2026-12-01T09:00:00Z; got {value!r}")
+    return moment
+
+
+class ScheduleSpec(_Spec):
+    """Admit an ``audience`` (a condition; everyone without one) on a cron, or once ``at``."""
+
+    cron: Annotated[str, AfterValidator(_cron)] | None = None
+    at: Annotated[datetime, PlainValidator(_instant)] | None = None
+    timezone: TimeZone = "UTC"
+    audience: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_time_rule(self) -> ScheduleSpec:
+        if (self.cron is None) == (self.at is None):
+            fail('a schedule has either cron: "MIN HOUR DAY MONTH WEEKDAY" or at: DATETIME')
+        return self
 
 
 class EntrySpec(_Spec):
-    """Who enters: customers sending ``event`` (matching ``where``), and/or by API call."""
+    """Who enters: customers sending ``event`` (matching ``where``), by API call, and/or an
+    audience on a ``schedule``."""
 
     event: Text | None = None
     where: dict[PropertyPath, ConditionSpec] = Field(default_factory=dict)
-    api: bool = False
+    api: Flag = False
+    schedule: ScheduleSpec | None = None
     reentry: ReentrySpec = Field(default_factory=Reentry)
     cap: CapSpec | None = None
     holdout: Percent = 0.0
 
     @model_validator(mode="after")
     def _some_way_in(self) -> EntrySpec:
-        if self.event is None and not self.api:
-            fail("entry needs an event, or api: true (customers entered by API call)")
+        if self.event is None and not self.api and self.schedule is None:
+            fail("entry needs an event, api: true (customers entered by API call), or a schedule")
         if self.event is None and self.where:
             fail("where filters the entry event; add event")
         return self
@@ -521,7 +606,7 @@ class QuietHoursSpec(_Spec):
 
 class FrequencyCapSpec(_Spec):
     channel: ChannelName
-    limit: int = Field(gt=0)
+    limit: Count = Field(gt=0)
     per: PositiveDuration
 
 
@@ -536,8 +621,8 @@ class JourneySpec(_Spec):
     timezone: TimeZone | None = None
     quiet_hours: QuietHoursSpec | None = None
     frequency_caps: list[FrequencyCapSpec] = Field(default_factory=list)
-    throttle: int | None = Field(default=None, gt=0)  # messages per minute
-    priority: int = Field(default=3, ge=1, le=5)
+    throttle: Count | None = Field(default=None, gt=0)  # messages per minute
+    priority: Count = Field(default=3, ge=1, le=5)
     traits: list[TraitPath] = Field(default_factory=list)  # traits conditions may read
     templates: dict[Identifier, TemplateSpec] = Field(default_factory=dict)
     defaults: DefaultsSpec | None = None

@@ -96,8 +96,9 @@ async def results(
         "SELECT a.variant, a.customer_id, e.properties"
         " FROM experiment_assignments a LEFT JOIN events e"
         "   ON e.customer_id = a.customer_id AND e.type = 'track' AND e.event = $3"
-        "  AND e.occurred_at >= a.assigned_at AND e.occurred_at <= a.assigned_at + $4"
-        " WHERE a.journey_id = $1 AND a.step_id = $2 AND a.assigned_at <= $5 - $4",
+        "  AND e.occurred_at >= a.assigned_at AND e.occurred_at <= a.assigned_at + $4::interval"
+        " WHERE a.journey_id = $1 AND a.step_id = $2"
+        "   AND a.assigned_at <= $5::timestamptz - $4::interval",
         journey_id,
         step_id,
         metric_event,

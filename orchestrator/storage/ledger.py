@@ -8,6 +8,7 @@ provider takes no idempotency key, so it is not sent again).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import asyncpg
@@ -31,12 +32,17 @@ async def claim_send(
     customer_id: str,
     step_id: str,
     channel: str,
+    at: datetime | None = None,
 ) -> ClaimResult:
-    """Claim a send key; an existing row means an earlier attempt got this far."""
+    """Claim a send key; an existing row means an earlier attempt got this far.
+
+    ``at`` is when the run asked for the send (its workflow time): frequency caps and
+    throttles count in the run's time, which the time-skipping test server moves.
+    """
     row = await conn.fetchrow(
         "INSERT INTO deliveries"
-        " (send_key, journey_id, version, customer_id, step_id, channel, status)"
-        " VALUES ($1, $2, $3, $4, $5, $6, 'sending')"
+        " (send_key, journey_id, version, customer_id, step_id, channel, status, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'sending', coalesce($7, now()))"
         " ON CONFLICT (send_key) DO UPDATE SET attempts = deliveries.attempts + 1"
         " RETURNING (xmax = 0) AS inserted, status, attempts",
         send_key,
@@ -45,6 +51,7 @@ async def claim_send(
         customer_id,
         step_id,
         channel,
+        at,
     )
     assert row is not None
     return ClaimResult(

@@ -25,6 +25,8 @@ async def update_traits(
 ) -> dict[str, Any]:
     """Apply one update atomically (the row is locked) and return the new traits.
 
+    Dotted names (``loyalty.points``) address nested traits, as conditions read them.
+
     A trait to increment that is missing or not a number counts from zero; tags are a list
     trait ``tags`` that never holds the same tag twice.
     """
@@ -35,11 +37,13 @@ async def update_traits(
         current: dict[str, Any] = await conn.fetchval(
             "SELECT traits FROM profiles WHERE customer_id = $1 FOR UPDATE", customer_id
         )
-        updated = {**current, **set_traits}
+        updated = dict(current)
+        for name, value in set_traits.items():
+            _put(updated, name, value)
         for name, amount in increment.items():
-            value = updated.get(name)
+            value = _get(updated, name)
             base = value if isinstance(value, int | float) and not isinstance(value, bool) else 0
-            updated[name] = base + amount
+            _put(updated, name, base + amount)
         if tags:
             existing = updated.get("tags")
             held = [t for t in existing if isinstance(t, str)] if isinstance(existing, list) else []
@@ -50,3 +54,26 @@ async def update_traits(
             updated,
         )
     return updated
+
+
+def _get(traits: dict[str, Any], path: str) -> Any:
+    value: Any = traits
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _put(traits: dict[str, Any], path: str, value: Any) -> None:
+    """Set a dotted path (``address.city``) as nested objects, as conditions read it."""
+    *parents, last = path.split(".")
+    target = traits
+    for part in parents:
+        child = target.get(part)
+        if not isinstance(child, dict):
+            child = {}
+        child = dict(child)
+        target[part] = child
+        target = child
+    target[last] = value

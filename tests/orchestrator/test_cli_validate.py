@@ -46,3 +46,20 @@ def test_bad_configuration_exits_2(
     monkeypatch.setenv("JOURNEYMAN_API_PORT", "not-a-port")
     assert main(["validate", str(REPO / "journeys")]) == 2
     assert "JOURNEYMAN_API_PORT" in capsys.readouterr().err
+
+
+def test_warnings_are_printed_and_do_not_fail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = tmp_path / "odd.yaml"
+    odd.write_text(
+        "id: odd\nname: Odd\nentry: {event: Signed Up}\nstages:\n"
+        "  - name: only\n    touchpoints:\n      - branch:\n          cases:\n"
+        "            - when: profile.shoe_size > 40\n              then:\n"
+        "                - send: {subject: Big, body: Hi}\n"
+    )
+    assert main(["validate", str(odd)]) == 0
+    captured = capsys.readouterr()
+    assert "odd.yaml: ok" in captured.out
+    assert f"{odd}:9:" in captured.err
+    assert "warning:" in captured.err and "shoe_size" in captured.err

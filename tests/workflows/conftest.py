@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
@@ -45,6 +46,7 @@ class Harness:
     sink: SmtpSink
     task_queue: str
     activities: JourneyActivities
+    started: list[str] = field(default_factory=list)
 
     async def deploy(self, source: str) -> Plan:
         plan = compile_source(source)
@@ -60,6 +62,7 @@ class Harness:
     async def enter(
         self, plan: Plan, customer_id: str, entry: JourneyEvent | None = None
     ) -> WorkflowHandle[JourneyWorkflow, str]:
+        self.started.append(f"journey/{plan.journey_id}/{customer_id}")
         return await self.env.client.start_workflow(
             JourneyWorkflow.run,
             JourneyInput(journey_id=plan.journey_id, version=plan.version, customer_id=customer_id),
@@ -79,6 +82,14 @@ class Harness:
             r["stage"]: {k: r[k] for k in ("entered", "converted", "moved_on", "exited")}
             for r in rows
         }
+
+
+async def _terminate(harness: Harness) -> None:
+    """End the test's runs that are still open: their timers would make the shared test
+    server skip years ahead while later tests' activities run."""
+    for workflow_id in harness.started:
+        with contextlib.suppress(Exception):
+            await harness.env.client.get_workflow_handle(workflow_id).terminate("test over")
 
 
 @pytest.fixture
@@ -101,7 +112,9 @@ async def harness(
     worker = build_worker(time_skipping_env.client, task_queue=task_queue, activities=activities)
     try:
         async with worker:
-            yield Harness(time_skipping_env, pool, sink, task_queue, activities)
+            harness = Harness(time_skipping_env, pool, sink, task_queue, activities)
+            yield harness
+            await _terminate(harness)
     finally:
         sink.stop()
         await pool.close()

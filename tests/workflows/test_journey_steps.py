@@ -368,10 +368,13 @@ async def test_frequency_cap_counts_across_journeys(harness: Harness) -> None:
     first = await harness.deploy(_capped_journey("cap-a"))
     second = await harness.deploy(_capped_journey("cap-b"))
     await harness.profile("f1", email="f1@example.com")
-    assert await (await harness.enter(first, "f1")).result() == "completed"
-    assert await (await harness.enter(second, "f1")).result() == "completed"
-    assert subjects(harness, "f1@") == ["Hello from cap-a"]
-    assert await deliveries(harness, "f1") == [("cap-a-hello", "sent"), ("cap-b-hello", "capped")]
+    # Both runs at once (awaiting one result lets the test server jump years ahead): the
+    # customer lock lets exactly one message through, whichever journey comes first.
+    runs = [await harness.enter(first, "f1"), await harness.enter(second, "f1")]
+    assert [await run.result() for run in runs] == ["completed", "completed"]
+    assert len(subjects(harness, "f1@")) == 1
+    statuses = sorted(status for _, status in await deliveries(harness, "f1"))
+    assert statuses == ["capped", "sent"]
 
 
 LOCALES = """
@@ -522,3 +525,91 @@ async def test_runs_stay_pinned_until_an_explicit_migration_moves_them(harness: 
         v1.version,
     )
     assert migrated == 1
+
+
+THROTTLED = """
+id: throttled
+name: Throttled
+entry: {event: Signed Up}
+throttle: 2
+stages:
+  - name: only
+    touchpoints:
+      - send: {id: hello, subject: "Hello", body: "Hi"}
+"""
+
+
+async def test_the_throttle_defers_sends_beyond_the_rate(harness: Harness) -> None:
+    plan = await harness.deploy(THROTTLED)
+    customers = [f"r{n}" for n in range(5)]
+    for customer in customers:
+        await harness.profile(customer, email=f"{customer}@example.com")
+    handles = [await harness.enter(plan, c) for c in customers]
+    assert [await h.result() for h in handles] == ["completed"] * 5
+    times = sorted([await run_time(h) for h in handles])
+    # Two per minute: two at once, two a minute later, the last a minute after that.
+    assert times[1] < timedelta(seconds=30)
+    assert timedelta(seconds=59) <= times[2] and times[3] < timedelta(seconds=90)
+    assert timedelta(seconds=119) <= times[4] < timedelta(seconds=150)
+    assert len(harness.sink.messages) >= 5
+
+
+EXPERIMENT = """
+id: subject-test
+name: Experiment with a winner
+entry: {event: Signed Up}
+stages:
+  - name: only
+    touchpoints:
+      - id: offer-test
+        experiment:
+          control: plain
+          variants:
+            - name: plain
+              weight: 1
+              then:
+                - send: {id: plain-mail, subject: "Our offer", body: "Hi"}
+            - name: discount
+              weight: 1
+              then:
+                - send: {id: discount-mail, subject: "20% off", body: "Hi"}
+          metric: {event: Order Completed, within: 7d}
+          decide: {after: 3d, min_per_variant: 100}
+"""
+
+
+async def test_an_experiment_sends_later_entrants_to_the_winner(harness: Harness) -> None:
+    plan = await harness.deploy(EXPERIMENT)
+    now = await harness.env.get_current_time()
+    assigned = now - timedelta(days=10)
+    # 200 earlier entrants: the discount converted 30 %, the control 10 %.
+    for n in range(200):
+        variant = "plain" if n % 2 else "discount"
+        customer = f"past-{n}"
+        await harness.pool.execute(
+            "INSERT INTO experiment_assignments"
+            " (journey_id, step_id, customer_id, variant, assigned_at)"
+            " VALUES ('subject-test', 'offer-test', $1, $2, $3)",
+            customer,
+            variant,
+            assigned,
+        )
+        if (variant == "discount" and n % 20 in (0, 2, 4)) or (variant == "plain" and n % 20 == 1):
+            await harness.pool.execute(
+                "INSERT INTO events (message_id, type, customer_id, event, occurred_at)"
+                " VALUES ($1, 'track', $2, 'Order Completed', $3)",
+                f"order-{customer}",
+                customer,
+                assigned + timedelta(days=2),
+            )
+    newcomers = [f"x{n}" for n in range(6)]
+    for customer in newcomers:
+        await harness.profile(customer, email=f"{customer}@example.com")
+        assert await (await harness.enter(plan, customer)).result() == "completed"
+    assert [subjects(harness, f"{c}@") for c in newcomers] == [["20% off"]] * 6
+    decision = await harness.pool.fetchrow(
+        "SELECT winner, results FROM experiment_decisions WHERE journey_id = 'subject-test'"
+    )
+    assert decision is not None and decision["winner"] == "discount"
+    assert decision["results"]["discount"] == {"entrants": 100, "conversions": 30}
+    assert decision["results"]["plain"] == {"entrants": 100, "conversions": 10}

@@ -63,3 +63,15 @@ CREATE TABLE journey_migrations (
     requested_at  timestamptz NOT NULL DEFAULT now(),
     report        jsonb
 );
+
+-- Each firing of a scheduled entry, once: the row is claimed before the audience is scanned,
+-- so one scheduler runs it; an unfinished one is resumed after a restart (entries dedupe).
+CREATE TABLE schedule_firings (
+    journey_id   text NOT NULL,
+    fire_at      timestamptz NOT NULL,
+    version      text NOT NULL,
+    admitted     integer NOT NULL DEFAULT 0,
+    started_at   timestamptz NOT NULL DEFAULT now(),
+    finished_at  timestamptz,
+    PRIMARY KEY (journey_id, fire_at)
+);

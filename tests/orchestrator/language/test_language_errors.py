@@ -182,7 +182,7 @@ def test_bad_conditions() -> None:
             coupon: {exists: maybe}
             cart..total: 3
             since: 2024-01-01
-            score: {gt: 1, lt: 9}
+            score: {}
         stages: [{name: a, goal: {event: B}}]
         """
     )
@@ -198,8 +198,8 @@ def test_bad_conditions() -> None:
         "dots, without spaces; got 'cart..total'",
         "journeys/x.yaml:12:12: entry.where.since: a property value must be a string, number, "
         "boolean or null; quote 2024-01-01 to use it as text",
-        "journeys/x.yaml:13:12: entry.where.score: a condition is a value or one "
-        "{operator: value} pair, e.g. {gte: 10}",
+        "journeys/x.yaml:13:12: entry.where.score: a condition is a value or {operator: value} "
+        "pairs, e.g. {gte: 10, lt: 20}",
     ]
 
 
