@@ -24,6 +24,14 @@ from journeyman.workflows import search_attributes
 TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--record-histories",
+        action="store_true",
+        help="re-record the shipped journeys' histories before replaying them",
+    )
+
+
 def reachable_tmp_dir(prefix: str) -> Path:
     """A fresh directory under /tmp that the unprivileged user Postgres runs as can enter."""
     # Not pytest's tmp_path: as root that is under /tmp/pytest-of-root, mode 0700.

@@ -92,14 +92,13 @@ async def _terminate(harness: Harness) -> None:
             await harness.env.client.get_workflow_handle(workflow_id).terminate("test over")
 
 
-@pytest.fixture
-async def harness(
-    time_skipping_env: WorkflowEnvironment, database_url: str
-) -> AsyncIterator[Harness]:
+@contextlib.asynccontextmanager
+async def running_harness(env: WorkflowEnvironment, database_url: str) -> AsyncIterator[Harness]:
+    """A migrated database, an SMTP sink and a worker on its own task queue."""
     conn = await connect(database_url)
     await migrate(conn)
     await conn.close()
-    await ensure_search_attributes(time_skipping_env.client, "default", ALL)
+    await ensure_search_attributes(env.client, "default", ALL)
     pool = await create_pool(database_url)
     sink = SmtpSink()
     port = sink.start()
@@ -109,12 +108,20 @@ async def harness(
         from_address="Journeys <journeys@shop.example>",
     )
     task_queue = f"tq-{uuid.uuid4()}"
-    worker = build_worker(time_skipping_env.client, task_queue=task_queue, activities=activities)
+    worker = build_worker(env.client, task_queue=task_queue, activities=activities)
     try:
         async with worker:
-            harness = Harness(time_skipping_env, pool, sink, task_queue, activities)
+            harness = Harness(env, pool, sink, task_queue, activities)
             yield harness
             await _terminate(harness)
     finally:
         sink.stop()
         await pool.close()
+
+
+@pytest.fixture
+async def harness(
+    time_skipping_env: WorkflowEnvironment, database_url: str
+) -> AsyncIterator[Harness]:
+    async with running_harness(time_skipping_env, database_url) as running:
+        yield running
