@@ -5,6 +5,10 @@ journeyman worker | api       one part alone, against external services
 journeyman validate PATH...   check journey files; non-zero exit on any error
 journeyman deploy FILE...     compile and activate journeys through the API
 journeyman funnel JOURNEY     the per-stage funnel as a table
+journeyman diff FILE          what a deploy would change, and who waits at changed steps
+journeyman pause|resume|archive JOURNEY
+journeyman migrate JOURNEY --to VERSION [--map OLD=NEW] [--apply]
+journeyman enter JOURNEY CUSTOMER [--property NAME=VALUE]
 journeyman demo               up + deploy + synthetic traffic + the funnel
 journeyman simulate FILE      project a journey's funnel on simulated time
 """
@@ -41,6 +45,36 @@ def _parser() -> argparse.ArgumentParser:
     funnel = sub.add_parser("funnel", help="print a journey's per-stage funnel")
     funnel.add_argument("journey")
     funnel.add_argument("--api", help="API base URL (default: from JOURNEYMAN_API_HOST/PORT)")
+    for action, text in (
+        ("pause", "admit no one; customers inside hold at their next send"),
+        ("resume", "admit customers again and let held ones go on"),
+        ("archive", "admit no one, for good; customers inside leave at their next send"),
+    ):
+        control = sub.add_parser(action, help=text)
+        control.add_argument("journey")
+        control.add_argument("--api", help="API base URL (default: from JOURNEYMAN_API_HOST/PORT)")
+    diff = sub.add_parser("diff", help="what deploying a journey file would change, and for whom")
+    diff.add_argument("file", type=Path)
+    diff.add_argument("--api", help="API base URL (default: from JOURNEYMAN_API_HOST/PORT)")
+    migrate = sub.add_parser("migrate", help="move waiting customers to another version")
+    migrate.add_argument("journey")
+    migrate.add_argument("--to", required=True, help="the version to move them to")
+    migrate.add_argument(
+        "--map", action="append", default=[], metavar="OLD=NEW", help="old step id = new step id"
+    )
+    migrate.add_argument("--apply", action="store_true", help="move them (default: preview)")
+    migrate.add_argument("--api", help="API base URL (default: from JOURNEYMAN_API_HOST/PORT)")
+    report = sub.add_parser("migration", help="report on a migration applied earlier")
+    report.add_argument("journey")
+    report.add_argument("id", type=int)
+    report.add_argument("--api", help="API base URL (default: from JOURNEYMAN_API_HOST/PORT)")
+    enter = sub.add_parser("enter", help="enter one customer into a journey (entry: api)")
+    enter.add_argument("journey")
+    enter.add_argument("customer")
+    enter.add_argument(
+        "--property", action="append", default=[], metavar="NAME=VALUE", help="entry property"
+    )
+    enter.add_argument("--api", help="API base URL (default: from JOURNEYMAN_API_HOST/PORT)")
     demo = sub.add_parser("demo", help="run the stack with synthetic traffic and show the funnel")
     demo.add_argument("--customers", type=int, default=300)
     demo.add_argument("--exit", action="store_true", help="stop after printing the funnel")
@@ -78,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .simulation.command import run as simulate
 
             return simulate(args)
+        if args.command in ADMIN_COMMANDS:
+            return _admin(args, settings)
         if args.command in ("deploy", "funnel"):
             from .client_commands import deploy_files, show_funnel
 
@@ -90,6 +126,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"journeyman: {exc}", file=sys.stderr)
         return 2
+
+
+ADMIN_COMMANDS = ("pause", "resume", "archive", "diff", "migrate", "migration", "enter")
+
+
+def _admin(args: argparse.Namespace, settings: Settings) -> int:
+    from . import client_commands as commands
+
+    base = args.api or f"http://{settings.api_host}:{settings.api_port}"
+    api = commands.ApiClient(base, load_or_create(settings).admin_token)
+    if args.command in ("pause", "resume", "archive"):
+        return commands.set_status(api, args.journey, args.command)
+    if args.command == "diff":
+        return commands.show_diff(api, args.file)
+    if args.command == "migrate":
+        mapping = commands.parse_pairs(args.map, "--map")
+        return commands.migrate(api, args.journey, args.to, mapping, args.apply)
+    if args.command == "migration":
+        return commands.migration_report(api, args.journey, args.id)
+    properties = commands.parse_pairs(args.property, "--property")
+    return commands.enter(api, args.journey, args.customer, properties)
 
 
 def cmd_validate(paths: Sequence[Path]) -> int:

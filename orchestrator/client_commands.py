@@ -83,3 +83,148 @@ def show_funnel(base: str, token: str, journey: str) -> int:
         return 1
     print(format_funnel(response.json()))
     return 0
+
+
+class ApiClient:
+    """A small admin client for the CLI: JSON in, JSON out, errors printed plainly."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self._http = httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+
+    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise SystemExit(f"cannot reach the API at {self.base}: {exc}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"message": response.text}
+        return response.status_code, body
+
+
+def _fail(status: int, body: Any) -> int:
+    message = body.get("message", status) if isinstance(body, dict) else status
+    print(f"journeyman: {message}", file=sys.stderr)
+    for field in body.get("fields", []) if isinstance(body, dict) else []:
+        print(f"  {field.get('field')}: {field.get('message')}", file=sys.stderr)
+    return 1
+
+
+def set_status(api: ApiClient, journey: str, action: str) -> int:
+    """pause, resume or archive."""
+    status, body = api.call("POST", f"/api/journeys/{journey}/{action}")
+    if status != 200:
+        return _fail(status, body)
+    print(f"{body['id']}: {body['status']}")
+    return 0
+
+
+def format_diff(body: dict[str, Any]) -> str:
+    old = body.get("from_version") or "(not deployed)"
+    lines = [f"{body['journey_id']}: {old} -> {body['to_version']}"]
+    if body.get("unchanged"):
+        lines.append("  no changes")
+        return "\n".join(lines)
+    labels = (
+        ("settings_changed", "settings changed"),
+        ("stages_added", "stages added"),
+        ("stages_removed", "stages removed"),
+        ("stages_changed", "stages changed"),
+        ("steps_added", "steps added"),
+        ("steps_removed", "steps removed"),
+        ("steps_changed", "steps changed"),
+    )
+    for key, label in labels:
+        if body.get(key):
+            lines.append(f"  {label}: {', '.join(body[key])}")
+    affected = body.get("customers_in_affected_steps")
+    if affected is None:
+        if body.get("from_version"):
+            lines.append("  customers per step: unknown (Temporal not reachable from the API)")
+    elif affected:
+        lines.append(
+            "  customers waiting at changed or removed steps (they stay on their version):"
+        )
+        lines.extend(f"    {step}: {count}" for step, count in sorted(affected.items()))
+    else:
+        lines.append("  no customer waits at a changed or removed step")
+    return "\n".join(lines)
+
+
+def show_diff(api: ApiClient, file: Path) -> int:
+    try:
+        source = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"{file}: cannot read: {exc.strerror}", file=sys.stderr)
+        return 1
+    status, body = api.call(
+        "POST", "/api/journeys/diff", content=source, headers={"Content-Type": "application/yaml"}
+    )
+    if status != 200:
+        return _fail(status, body)
+    print(format_diff(body))
+    return 0
+
+
+def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+    """``a=b`` pairs from the command line; a malformed one stops with a clear message."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise SystemExit(f"journeyman: {what} must look like NAME=VALUE, got {pair!r}")
+        found[key] = value
+    return found
+
+
+def migrate(
+    api: ApiClient, journey: str, to_version: str, mapping: dict[str, str], apply: bool
+) -> int:
+    status, body = api.call(
+        "POST",
+        f"/api/journeys/{journey}/migrations",
+        json={"to_version": to_version, "steps": mapping, "apply": apply},
+    )
+    if status != 200:
+        return _fail(status, body)
+    verb = "moving" if apply else "would move"
+    print(f"{journey} -> {to_version}: {verb} {body['customers']} waiting customers")
+    for move, count in sorted(body["moves"].items()):
+        print(f"  {move}: {count}")
+    for reason, count in sorted(body["stays"].items()):
+        print(f"  staying ({reason}): {count}")
+    if apply:
+        print(f"migration {body['id']}: see `journeyman migration {journey} {body['id']}`")
+    else:
+        print("preview only: add --apply to move them")
+    return 0
+
+
+def migration_report(api: ApiClient, journey: str, migration_id: int) -> int:
+    status, body = api.call("GET", f"/api/journeys/{journey}/migrations/{migration_id}")
+    if status != 200:
+        return _fail(status, body)
+    print(
+        f"migration {body['id']} of {journey} to {body['to_version']}: {body['moved']} of"
+        f" {body['signalled']} moved, {body['not_moved']} not (finished or left the step first)"
+    )
+    return 0
+
+
+def enter(api: ApiClient, journey: str, customer: str, properties: dict[str, str]) -> int:
+    status, body = api.call(
+        "POST",
+        f"/api/journeys/{journey}/entries",
+        json={"customer_id": customer, "properties": properties},
+    )
+    if status != 202:
+        return _fail(status, body)
+    if body["entered"]:
+        print(f"{customer} entered {journey} ({body['workflow_id']})")
+        return 0
+    print(f"{customer} did not enter {journey}: {body['reason']}")
+    return 1

@@ -150,7 +150,51 @@ def test_up_serves_stops_cleanly_and_keeps_customers_across_restart(data_dir: Pa
             ),
             "the customer moved on after the restart",
         )
+        _admin_commands(env, data_dir)
     finally:
         output = _stop(second)
     assert "deployed" not in output  # nothing changed, nothing redeployed
     assert _leftovers(data_dir) == ""
+
+
+def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "journeyman.orchestrator.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _admin_commands(env: dict[str, str], data_dir: Path) -> None:
+    """diff, pause/resume, enter and migrate against the running stack."""
+    same = _run(env, "diff", "journeys/lifecycle.yaml")
+    assert same.returncode == 0, same.stderr
+    assert "no changes" in same.stdout
+
+    changed = data_dir / "lifecycle.yaml"
+    source = (JOURNEYS / "lifecycle.yaml").read_text()
+    changed.write_text(source.replace("How we compare", "How we stack up"))
+    diff = _run(env, "diff", str(changed))
+    assert diff.returncode == 0, diff.stderr
+    assert "steps changed: comparison" in diff.stdout
+    assert "customers per step" not in diff.stdout  # Temporal answered
+
+    paused = _run(env, "pause", "lifecycle")
+    assert (paused.returncode, paused.stdout.strip()) == (0, "lifecycle: paused")
+    assert _run(env, "resume", "lifecycle").stdout.strip() == "lifecycle: active"
+    missing = _run(env, "pause", "nope")
+    assert missing.returncode == 1 and "no journey 'nope'" in missing.stderr
+
+    entered = _run(env, "enter", "win_back", "u9", "--property", "reason=api")
+    assert entered.returncode == 0, entered.stderr + entered.stdout
+    assert "u9 entered win_back" in entered.stdout
+    refused = _run(env, "enter", "lifecycle", "u9")
+    assert refused.returncode == 1 and "does not accept API entries" in refused.stderr
+
+    preview = _run(env, "migrate", "lifecycle", "--to", "0000000000000000")
+    assert preview.returncode == 1 and "has no version" in preview.stderr
+    bad_map = _run(env, "migrate", "lifecycle", "--to", "x", "--map", "oops")
+    assert bad_map.returncode != 0 and "NAME=VALUE" in bad_map.stderr
