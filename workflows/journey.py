@@ -64,10 +64,14 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 
 def is_held_out(plan: Plan, customer_id: str) -> bool:
+    """Whether the customer is in the journey's holdout share.
+
+    The draw depends on the customer alone, so holdouts nest into one global control group:
+    a customer held out of a 5 % holdout is held out of every journey holding out 5 % or more,
+    and uplift can be measured across all journeys, not only within one.
+    """
     share = plan.entry.holdout_percent
-    return (
-        share > 0 and bucket(plan.journey_id, "holdout", customer_id, modulo=10_000) < share * 100
-    )
+    return share > 0 and bucket("holdout", customer_id, modulo=10_000) < share * 100
 
 
 # How a stage ended for the run: the transition outcomes, plus two internal ones.

@@ -50,3 +50,17 @@ def test_no_holdout_holds_no_one() -> None:
         "id: h\nname: H\nentry: {event: A}\nstages: [{name: s, touchpoints: [{wait: 1m}]}]"
     )
     assert not any(is_held_out(plan, customer) for customer in CUSTOMERS[:1000])
+
+
+def test_holdouts_nest_into_one_global_control_group() -> None:
+    small = compile_source(
+        "id: a\nname: A\nentry: {event: A, holdout: 5%}\n"
+        "stages: [{name: s, touchpoints: [{wait: 1m}]}]"
+    )
+    large = compile_source(
+        "id: b\nname: B\nentry: {event: B, holdout: 20%}\n"
+        "stages: [{name: s, touchpoints: [{wait: 1m}]}]"
+    )
+    in_small = {c for c in CUSTOMERS if is_held_out(small, c)}
+    in_large = {c for c in CUSTOMERS if is_held_out(large, c)}
+    assert in_small and in_small < in_large
