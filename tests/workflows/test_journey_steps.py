@@ -613,3 +613,30 @@ async def test_an_experiment_sends_later_entrants_to_the_winner(harness: Harness
     assert decision is not None and decision["winner"] == "discount"
     assert decision["results"]["discount"] == {"entrants": 100, "conversions": 30}
     assert decision["results"]["plain"] == {"entrants": 100, "conversions": 10}
+
+
+URGENT = """
+id: urgent
+name: Urgent
+entry: {event: Signed Up}
+priority: 1
+stages:
+  - name: only
+    touchpoints:
+      - send: {id: hello, subject: "Hello", body: "Hi"}
+"""
+
+
+async def test_the_journey_priority_goes_with_its_sends(harness: Harness) -> None:
+    plan = await harness.deploy(URGENT)
+    await harness.profile("u1", email="u1@example.com")
+    handle = await harness.enter(plan, "u1")
+    assert await handle.result() == "completed"
+    history = await handle.fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    sends = [a for a in scheduled if a.activity_type.name == "send_message"]
+    assert [a.priority.priority_key for a in sends] == [1]
