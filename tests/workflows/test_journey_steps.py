@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
 
@@ -640,3 +641,30 @@ async def test_the_journey_priority_goes_with_its_sends(harness: Harness) -> Non
     ]
     sends = [a for a in scheduled if a.activity_type.name == "send_message"]
     assert [a.priority.priority_key for a in sends] == [1]
+
+
+async def test_quiet_hours_follow_each_customers_time_zone(harness: Harness) -> None:
+    zone = ZoneInfo("Pacific/Kiritimati")  # UTC+14: its night is the middle of a UTC day
+    local = (await harness.env.get_current_time()).astimezone(zone)
+    start, end = _clock(local - timedelta(hours=1)), _clock(local + timedelta(hours=3))
+    plan = await harness.deploy(
+        f"""
+id: quiet-zones
+name: Quiet hours by zone
+entry: {{event: Signed Up}}
+quiet_hours: {{start: "{start}", end: "{end}"}}
+stages:
+  - name: only
+    touchpoints:
+      - send: {{id: hello, subject: "Hello", body: "Hi"}}
+"""
+    )
+    await harness.profile("z1", email="z1@example.com", timezone="Pacific/Kiritimati")
+    await harness.profile("z2", email="z2@example.com", timezone="Not/AZone")  # falls back: UTC
+    islander = await harness.enter(plan, "z1")
+    elsewhere = await harness.enter(plan, "z2")
+    assert [await islander.result(), await elsewhere.result()] == ["completed"] * 2
+    assert (
+        timedelta(hours=2, minutes=50) <= await run_time(islander) <= timedelta(hours=3, minutes=2)
+    )
+    assert await run_time(elsewhere) < timedelta(minutes=5)
