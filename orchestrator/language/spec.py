@@ -2,6 +2,11 @@
 
 Validation errors raised here carry messages meant for the journey's author; the compiler
 turns them into diagnostics with file, line and column.
+
+The models are also the Python API (``builder.py``) and the source of the published JSON
+Schema (``schema.py``): field docstrings are its help text, ``WithJsonSchema`` says what
+each custom validator accepts, and ``PlainSerializer``s write values back as a file has them
+(``model_dump(mode="json")``: durations as ``3d``, conditions as ``{gte: 10}``).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    PlainSerializer,
     PlainValidator,
     Strict,
     Tag,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -30,7 +37,7 @@ from journeyman.orchestrator.scheduling.cron import Cron, CronError
 from journeyman.workflows import local_time
 from journeyman.workflows.plan import Operator, Reentry, Scalar, Weekday
 
-from .durations import DurationError, parse_duration
+from .durations import MAX_SECONDS, DurationError, format_duration, parse_duration
 
 OPERATORS: tuple[Operator, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "one_of", "exists")
 TOUCHPOINT_KINDS = (
@@ -218,7 +225,8 @@ def _trait_value(value: object) -> Scalar:
 
 
 def _wait_kind(value: object) -> str:
-    return "@timed" if isinstance(value, dict) else "@duration"
+    # A WaitUntilSpec instance comes from Python code, and from serializing a validated wait.
+    return "@timed" if isinstance(value, dict | WaitUntilSpec) else "@duration"
 
 
 # Tags of tagged unions: they appear in validation locations and are dropped from error paths.
@@ -280,23 +288,188 @@ def _condition(op: object, operand: object) -> Condition:
     return Condition(op, _number(operand, op))
 
 
-JourneyId = Annotated[str, AfterValidator(_journey_id)]
-Identifier = Annotated[str, AfterValidator(_identifier)]
-Locale = Annotated[str, AfterValidator(_locale)]
-Text = Annotated[str, AfterValidator(_not_blank)]
-PropertyPath = Annotated[str, AfterValidator(_property_path)]
-TraitPath = Annotated[str, AfterValidator(_trait_path)]
-Template = Annotated[str, AfterValidator(_not_blank), AfterValidator(_template)]
-Subject = Annotated[Template, AfterValidator(_single_line)]
-WaitDuration = Annotated[int, _duration(0)]
-PositiveDuration = Annotated[int, _duration(1)]
-SignedDuration = Annotated[int, PlainValidator(_signed_duration)]
-ConditionSpec = Annotated[tuple[Condition, ...], PlainValidator(_conditions)]
-Clock = Annotated[str, PlainValidator(_clock)]
-ChannelName = Annotated[str, PlainValidator(_channel)]
-TimeZone = Annotated[str, AfterValidator(_timezone)]
-Percent = Annotated[float, PlainValidator(_percent)]
-ReentrySpec = Annotated[Reentry, PlainValidator(_reentry)]
+# What a file writes for values that validators normalize (see the module docstring).
+def _written_duration(seconds: int) -> str:
+    return format_duration(seconds)
+
+
+def _written_signed_duration(seconds: int) -> str:
+    return f"-{format_duration(-seconds)}" if seconds < 0 else format_duration(seconds)
+
+
+def _written_conditions(conditions: tuple[Condition, ...]) -> Any:
+    if len(conditions) == 1 and conditions[0].op == "eq":
+        return conditions[0].value
+    return {condition.op: condition.value for condition in conditions}
+
+
+def _written_percent(share: float) -> str:
+    return f"{int(share) if share.is_integer() else share!r}%"
+
+
+def _written_reentry(reentry: Reentry) -> Any:
+    if reentry.mode == "after":
+        return {"after": format_duration(reentry.cooldown_seconds)}
+    if reentry.mode == "concurrent":
+        return {"concurrent": reentry.key}
+    return "once"
+
+
+# JSON Schema of what the custom validators accept, as closely as patterns allow; the
+# compiler stays the judge (templates, time zones, cron fields, 3650d at most).
+def _text(pattern: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "pattern": pattern})
+
+
+def _scalar_json() -> dict[str, Any]:
+    return {"type": ["string", "number", "boolean", "null"]}
+
+
+def _duration_json(minimum: int, *, signed: bool = False) -> WithJsonSchema:
+    units = r"(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?"
+    sign = r"(-\s*)?" if signed else ""
+    nonzero = r"(?=\S*[1-9])" if minimum else ""  # "0s" and "0d0h" are zero too
+    return WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "integer",
+                    "minimum": -MAX_SECONDS if signed else minimum,
+                    "maximum": MAX_SECONDS,
+                },
+                {"type": "string", "pattern": rf"^\s*{sign}{nonzero}(?=\d){units}\s*$"},
+            ]
+        }
+    )
+
+
+def _condition_json() -> dict[str, Any]:
+    number = {"type": "number"}
+    operators: dict[str, Any] = {
+        "eq": _scalar_json(),
+        "ne": _scalar_json(),
+        "gt": number,
+        "gte": number,
+        "lt": number,
+        "lte": number,
+        "one_of": {"type": "array", "minItems": 1, "items": _scalar_json()},
+        "exists": {"type": "boolean"},
+    }
+    assert set(operators) == set(OPERATORS)
+    mapping = {
+        "type": "object",
+        "properties": operators,
+        "additionalProperties": False,
+        "minProperties": 1,
+    }
+    return {"anyOf": [_scalar_json(), mapping]}
+
+
+def _cron_json() -> WithJsonSchema:
+    part = r"(\*|[A-Za-z0-9]+(-[A-Za-z0-9]+)?)(/\d+)?"
+    field = rf"{part}(,{part})*"
+    return _text(rf"^\s*{field}(\s+{field}){{4}}\s*$")
+
+
+def _present(key: str) -> dict[str, Any]:
+    """JSON Schema: ``key`` is given and not null (a null counts as leaving it out)."""
+    return {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
+
+
+def _not_empty(key: str) -> dict[str, Any]:
+    """JSON Schema: ``key`` holds a non-empty list or mapping."""
+    return {"required": [key], "properties": {key: {"minItems": 1, "minProperties": 1}}}
+
+
+_CLOCK_JSON = _text(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_NOT_BLANK = r"\S"
+_PATH_TEXT = r"^[^.\s]+(\.[^.\s]+)*$"
+_PERCENT_TEXT = r"^\s*\+?0*(\d{1,2}(\.\d*)?|\.\d+)\s*%\s*$"
+_INSTANT_TEXT = r"^\s*\d{4}-?\d{2}-?\d{2}[T ].*(Z|[+-]\d{2}(:?\d{2}(:?\d{2}(\.\d+)?)?)?)\s*$"
+
+JourneyId = Annotated[str, AfterValidator(_journey_id), _text(r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+Identifier = Annotated[str, AfterValidator(_identifier), _text(r"^[a-z0-9_-]{1,64}$")]
+Locale = Annotated[str, AfterValidator(_locale), _text(r"^[a-z]{2,8}(-[a-z0-9]{1,8})*$")]
+Text = Annotated[str, AfterValidator(_not_blank), _text(_NOT_BLANK)]
+PropertyPath = Annotated[str, AfterValidator(_property_path), _text(_PATH_TEXT)]
+TraitPath = Annotated[
+    str,
+    AfterValidator(_trait_path),
+    _text(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"),
+]
+Template = Annotated[str, AfterValidator(_not_blank), AfterValidator(_template), _text(_NOT_BLANK)]
+Subject = Annotated[Template, AfterValidator(_single_line), _text(r"^\s*\S([^\n]*\S)?\s*$")]
+WaitDuration = Annotated[
+    int, _duration(0), _duration_json(0), PlainSerializer(_written_duration, when_used="json")
+]
+PositiveDuration = Annotated[
+    int, _duration(1), _duration_json(1), PlainSerializer(_written_duration, when_used="json")
+]
+SignedDuration = Annotated[
+    int,
+    PlainValidator(_signed_duration),
+    _duration_json(0, signed=True),
+    PlainSerializer(_written_signed_duration, when_used="json"),
+]
+ConditionSpec = Annotated[
+    tuple[Condition, ...],
+    PlainValidator(_conditions),
+    WithJsonSchema(_condition_json()),
+    PlainSerializer(_written_conditions, when_used="json"),
+]
+Clock = Annotated[str, PlainValidator(_clock), _CLOCK_JSON]
+ChannelName = Annotated[
+    str, PlainValidator(_channel), WithJsonSchema({"type": "string", "enum": list(CHANNELS)})
+]
+TimeZone = Annotated[
+    str,
+    AfterValidator(_timezone),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
+            "maxLength": local_time.MAX_ZONE_NAME,
+            "examples": ["Europe/Paris", "Asia/Seoul", "UTC"],
+        }
+    ),
+]
+Percent = Annotated[
+    float,
+    PlainValidator(_percent),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "exclusiveMaximum": 100},
+                {"type": "string", "pattern": _PERCENT_TEXT},
+            ]
+        }
+    ),
+    PlainSerializer(_written_percent, when_used="json"),
+]
+ReentrySpec = Annotated[
+    Reentry,
+    PlainValidator(_reentry),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"const": "once"},
+                {
+                    "type": "object",
+                    "properties": {"after": _duration_json(1).json_schema},
+                    "required": ["after"],
+                    "additionalProperties": False,
+                },
+                {
+                    "type": "object",
+                    "properties": {"concurrent": {"type": "string", "pattern": _PATH_TEXT}},
+                    "required": ["concurrent"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+    PlainSerializer(_written_reentry, when_used="json"),
+]
 # Strict: YAML reads yes/no/on/off as booleans, which must not pass for 1 and 0 (or "5" for 5).
 Count = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]
@@ -305,6 +478,8 @@ DwellAction = Literal["exit", "continue"]
 
 
 class _Spec(BaseModel):
+    # Field docstrings are read by schema.py, not at import: pydantic's
+    # use_attribute_docstrings would add some 50 ms to every import of this module.
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -312,33 +487,64 @@ class EventSpec(_Spec):
     """An event name with an optional property filter (entry, goal, exit, wait_for)."""
 
     event: Text
+    """The event name, exactly as tracked (`Order Completed`)."""
     where: dict[PropertyPath, ConditionSpec] = Field(default_factory=dict)
+    """Property filter: each key a dotted property path, each value a plain value (equals) or
+    {operator: value} pairs (eq, ne, gt, gte, lt, lte, one_of, exists) that must all hold."""
 
 
 class ContentSpec(_Spec):
     """An email's subject and body (text, optional HTML), as jinja2 templates."""
 
     subject: Subject
+    """Jinja template of the subject, one line: `Welcome, {{ profile.first_name }}`."""
     body: Template
+    """Jinja template of the plain-text part."""
     html: Template | None = None
+    """Jinja template of the HTML part."""
 
 
 class TemplateSpec(ContentSpec):
     """A named template, with optional per-locale variants ("fr", "pt-br")."""
 
     locales: dict[Locale, ContentSpec] = Field(default_factory=dict)
+    """Translations by lowercase language tag (`fr`, `pt-br`), chosen by the `locale` trait."""
 
 
 class SendSpec(_Spec):
     """A message to the customer: inline content, or a named ``template``."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "if": _present("template"),
+            "then": {
+                "not": {
+                    "anyOf": [
+                        _present("subject"),
+                        _present("body"),
+                        _present("html"),
+                        _not_empty("locales"),
+                    ]
+                }
+            },
+            "else": {"allOf": [_present("subject"), _present("body")]},
+        }
+    )
+
     id: Identifier | None = None
+    """Step id (or put `id` beside `send`, not both): a `goto` target, shown in reports."""
     channel: ChannelName = "email"
+    """The channel: `email`, the only one today."""
     template: Identifier | None = None
+    """The name of an entry of `templates`; then no subject, body, html or locales here."""
     subject: Subject | None = None
+    """Jinja template of the subject, one line."""
     body: Template | None = None
+    """Jinja template of the plain-text part."""
     html: Template | None = None
+    """Jinja template of the HTML part."""
     locales: dict[Locale, ContentSpec] = Field(default_factory=dict)
+    """Translations by lowercase language tag (`fr`, `pt-br`), chosen by the `locale` trait."""
 
     @model_validator(mode="after")
     def _content(self) -> SendSpec:
@@ -353,12 +559,33 @@ class SendSpec(_Spec):
 class WaitUntilSpec(_Spec):
     """Wait until a local time of day (``until``), or a date held in a trait (``until_date``)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [_present("until"), _present("until_date")],
+            "if": _present("until"),
+            "then": {
+                "properties": {
+                    "offset": {"anyOf": [{"const": 0}, {"type": "string", "pattern": "^[^1-9]*$"}]},
+                    "at": {"const": "09:00"},
+                    "yearly": {"const": False},
+                }
+            },
+            "else": {"properties": {"weekdays": {"type": "null"}}},
+        }
+    )
+
     until: Clock | None = None
+    """A time of day, "HH:MM" on a 24-hour clock, in the customer's local time."""
     weekdays: list[Weekday] | None = Field(default=None, min_length=1)
+    """With `until`: the days it may be (mon ... sun); every day by default."""
     until_date: TraitPath | None = None
+    """A trait holding a date (`"1990-04-21"` or a date-time), such as `birthday`."""
     offset: SignedDuration = 0
+    """With `until_date`: a duration before (starting with `-`) or after the date."""
     at: Clock = "09:00"
+    """With `until_date`: the time of day, "HH:MM", local time."""
     yearly: Flag = False
+    """With `until_date`: true for the next anniversary (birthdays, renewals)."""
 
     @model_validator(mode="after")
     def _one_target(self) -> WaitUntilSpec:
@@ -381,27 +608,42 @@ class WaitForSpec(EventSpec):
     """Pause until an event arrives (``on_event``); after ``timeout``, run ``on_timeout``."""
 
     timeout: PositiveDuration
+    """How long to wait for the event (more than zero)."""
     lookback: WaitDuration = 0
+    """Events up to this long before the step count too."""
     on_event: list[TouchpointSpec] = Field(default_factory=list)
+    """Touchpoints to run when the event came."""
     on_timeout: list[TouchpointSpec] = Field(default_factory=list)
+    """Touchpoints to run when the timeout passed first."""
 
 
 class CaseSpec(_Spec):
+    """One case of a branch: its touchpoints run when its condition holds."""
+
     when: Text
+    """A condition over `profile`, past events and `event`, e.g. `profile.tier == "gold"`."""
     then: list[TouchpointSpec] = Field(default_factory=list)
+    """Touchpoints to run when the condition holds."""
 
 
 class BranchSpec(_Spec):
     """The first case whose condition holds runs; otherwise ``otherwise``."""
 
     cases: list[CaseSpec] = Field(min_length=1)
+    """Cases tried in order; the first that holds runs."""
     otherwise: list[TouchpointSpec] = Field(default_factory=list)
+    """Touchpoints to run when no case holds."""
 
 
 class PathSpec(_Spec):
+    """One path of a split or variant of an experiment, taken with probability weight/total."""
+
     name: Identifier
+    """Unique among the paths; part of the ids of its touchpoints."""
     weight: Count = Field(gt=0, le=1_000_000)
+    """A whole number, more than zero."""
     then: list[TouchpointSpec] = Field(default_factory=list)
+    """Touchpoints of this path."""
 
 
 def _unique_names(paths: list[PathSpec]) -> list[PathSpec]:
@@ -417,20 +659,34 @@ Paths = Annotated[list[PathSpec], AfterValidator(_unique_names)]
 
 
 class MetricSpec(EventSpec):
+    """An experiment's success: the event arriving ``within`` of entering the experiment."""
+
     within: PositiveDuration
+    """How long after entering the experiment the event counts."""
 
 
 class DecideSpec(_Spec):
+    """When and how an experiment picks its winner."""
+
     after: PositiveDuration
+    """Time since the first customer entered before a winner may be picked."""
     min_per_variant: Count = Field(default=100, gt=0)
+    """Customers every variant needs first."""
     confidence: Fraction = Field(default=0.95, gt=0.5, lt=1)
+    """How sure a variant must be to beat the control (above 0.5, below 1)."""
 
 
 class ExperimentSpec(_Spec):
+    """A/B/n test: split by weight, measure ``metric``, and with ``decide`` pick a winner."""
+
     variants: Paths = Field(min_length=2)
+    """At least two variants, each with a unique name."""
     control: Identifier
+    """The name of the variant to beat."""
     metric: MetricSpec
+    """The event counted as a success, `within` a time of entering the experiment."""
     decide: DecideSpec | None = None
+    """When to pick a winner; without it the experiment keeps splitting by weight."""
 
     @model_validator(mode="after")
     def _control_is_a_variant(self) -> ExperimentSpec:
@@ -440,14 +696,25 @@ class ExperimentSpec(_Spec):
         return self
 
 
+TraitValue = Annotated[Scalar, PlainValidator(_trait_value), WithJsonSchema(_scalar_json())]
+Increment = Annotated[int | float, PlainValidator(_increment), WithJsonSchema({"type": "number"})]
+
+
 class UpdateSpec(_Spec):
-    set: dict[TraitPath, Annotated[Scalar, PlainValidator(_trait_value)]] = Field(
-        default_factory=dict
+    """Change the customer's profile: set traits, increment numbers, add tags."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [_not_empty("set"), _not_empty("increment"), _not_empty("tags")]
+        }
     )
-    increment: dict[TraitPath, Annotated[int | float, PlainValidator(_increment)]] = Field(
-        default_factory=dict
-    )
+
+    set: dict[TraitPath, TraitValue] = Field(default_factory=dict)
+    """Traits (names or dotted paths) to set to a string, number, boolean or null."""
+    increment: dict[TraitPath, Increment] = Field(default_factory=dict)
+    """Traits to add a number to (negative to subtract)."""
     tags: list[Identifier] = Field(default_factory=list)
+    """Tags to add."""
 
     @model_validator(mode="after")
     def _does_something(self) -> UpdateSpec:
@@ -456,19 +723,50 @@ class UpdateSpec(_Spec):
         return self
 
 
+ExitValue = Annotated[
+    bool | str,
+    PlainValidator(_exit),
+    WithJsonSchema({"anyOf": [{"const": True}, _text(_NOT_BLANK).json_schema]}),
+]
+
+
+def _touchpoint_json(schema: dict[str, Any]) -> None:
+    # Exactly one kind, never null (`send:` with nothing under it), one id at most.
+    for kind in TOUCHPOINT_KINDS:
+        field = schema["properties"][kind]
+        field.pop("default", None)
+        options = [option for option in field.pop("anyOf") if option != {"type": "null"}]
+        field.update(options[0] if len(options) == 1 else {"anyOf": options})
+    schema["oneOf"] = [{"required": [kind]} for kind in TOUCHPOINT_KINDS]
+    send_id = {"required": ["send"], "properties": {"send": _present("id")}}
+    schema["not"] = {"allOf": [_present("id"), send_id]}
+
+
 class TouchpointSpec(_Spec):
     """One list item under ``touchpoints``: exactly one step kind, with an optional ``id``."""
 
+    model_config = ConfigDict(json_schema_extra=_touchpoint_json)
+
     id: Identifier | None = None
+    """Step id, unique in the journey: a `goto` target, shown in reports and logs."""
     send: SendSpec | None = None
+    """Send an email: inline content, or a named template."""
     wait: WaitSpec | None = None
+    """Pause: a duration (`2d`), or until a time of day or a date held in a trait."""
     wait_for: WaitForSpec | None = None
+    """Pause until an event arrives, at most `timeout`."""
     branch: BranchSpec | None = None
+    """Run the first case whose condition holds, else `otherwise`."""
     split: Paths | None = Field(default=None, min_length=2)
+    """Random paths by weight (at least two); a customer always takes the same one."""
     experiment: ExperimentSpec | None = None
+    """A/B/n test of variants against a control, with a winner picked on a metric."""
     update: UpdateSpec | None = None
+    """Change the customer's profile."""
     goto: Identifier | None = None
-    exit: Annotated[bool | str, PlainValidator(_exit)] | None = None
+    """Jump to a stage (its first touchpoint) or to a step id."""
+    exit: ExitValue | None = None
+    """Leave the journey: `true`, or the reason as text, shown in reports."""
 
     @model_validator(mode="before")
     @classmethod
@@ -511,11 +809,20 @@ class TouchpointSpec(_Spec):
 class StageSpec(_Spec):
     """A lifecycle stage: its goal, its touchpoints and how long a customer may stay."""
 
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [_present("goal"), _not_empty("touchpoints")]}
+    )
+
     name: Identifier
+    """Unique in the journey; a `goto` target."""
     goal: EventSpec | None = None
+    """The event that converts the customer to the next stage, whatever touchpoint they are at."""
     max_dwell: PositiveDuration | None = None
+    """Longest stay in the stage; 30 days by default for a stage with a goal."""
     on_max_dwell: DwellAction | None = None
+    """When max_dwell passes: `exit` the journey (the default) or `continue` to the next stage."""
     touchpoints: list[TouchpointSpec] = Field(default_factory=list)
+    """The touchpoints, run in order."""
 
     @model_validator(mode="after")
     def _does_something(self) -> StageSpec:
@@ -528,12 +835,18 @@ class DefaultsSpec(_Spec):
     """Settings for every stage that does not set its own."""
 
     max_dwell: PositiveDuration | None = None
+    """Longest stay in a stage."""
     on_max_dwell: DwellAction | None = None
+    """When max_dwell passes: `exit` the journey or `continue` to the next stage."""
 
 
 class CapSpec(_Spec):
+    """Most entrants; customers over a cap do not enter."""
+
     total: Count | None = Field(default=None, gt=0)
+    """Most entrants ever."""
     per_day: Count | None = Field(default=None, gt=0)
+    """Most entrants per day (UTC)."""
 
 
 def _cron(value: str) -> str:
@@ -556,13 +869,25 @@ def _instant(value: object) -> datetime:
     return moment
 
 
+CronText = Annotated[str, AfterValidator(_cron), _cron_json()]
+Instant = Annotated[
+    datetime, PlainValidator(_instant), WithJsonSchema({"type": "string", "pattern": _INSTANT_TEXT})
+]
+
+
 class ScheduleSpec(_Spec):
     """Admit an ``audience`` (a condition; everyone without one) on a cron, or once ``at``."""
 
-    cron: Annotated[str, AfterValidator(_cron)] | None = None
-    at: Annotated[datetime, PlainValidator(_instant)] | None = None
+    model_config = ConfigDict(json_schema_extra={"oneOf": [_present("cron"), _present("at")]})
+
+    cron: CronText | None = None
+    """Five fields, "MIN HOUR DAY MONTH WEEKDAY", in `timezone`: `0 9 * * mon`."""
+    at: Instant | None = None
+    """Once, at an ISO date and time with a zone: `2026-12-01T09:00:00Z`."""
     timezone: TimeZone = "UTC"
+    """IANA time zone of the cron expression."""
     audience: Text | None = None
+    """A condition over each profile; everyone without one."""
 
     @model_validator(mode="after")
     def _one_time_rule(self) -> ScheduleSpec:
@@ -575,13 +900,33 @@ class EntrySpec(_Spec):
     """Who enters: customers sending ``event`` (matching ``where``), by API call, and/or an
     audience on a ``schedule``."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                _present("event"),
+                {"required": ["api"], "properties": {"api": {"const": True}}},
+                _present("schedule"),
+            ],
+            "if": _not_empty("where"),
+            "then": _present("event"),
+        }
+    )
+
     event: Text | None = None
+    """The event that brings a customer in."""
     where: dict[PropertyPath, ConditionSpec] = Field(default_factory=dict)
+    """Property filter on the entry event (needs `event`)."""
     api: Flag = False
+    """true: customers can also be entered by an API call."""
     schedule: ScheduleSpec | None = None
+    """Admit an audience on a cron schedule, or once at a date and time."""
     reentry: ReentrySpec = Field(default_factory=Reentry)
+    """`once` (the default), {after: DURATION} (again after a cool-down) or
+    {concurrent: PROPERTY} (one run at a time per value of an entry event property)."""
     cap: CapSpec | None = None
+    """Most entrants, in total and per day."""
     holdout: Percent = 0.0
+    """A control group that never gets a message: `10%` or `2.5`, from 0 to below 100."""
 
     @model_validator(mode="after")
     def _some_way_in(self) -> EntrySpec:
@@ -596,37 +941,62 @@ class GoalSpec(EventSpec):
     """The journey's conversion: ``event`` within ``within`` of entry ends the run converted."""
 
     within: PositiveDuration
+    """How long after entering the event counts as the conversion."""
 
 
 class QuietHoursSpec(_Spec):
+    """Local hours when no message goes out; they may span midnight."""
+
     start: Clock
+    """Start, "HH:MM" in the customer's local time."""
     end: Clock
+    """End, "HH:MM" in the customer's local time."""
     action: Literal["defer", "skip"] = "defer"
+    """`defer` (send when the quiet hours end) or `skip` (drop the message)."""
 
 
 class FrequencyCapSpec(_Spec):
+    """Most messages a customer gets on a channel in a period, counted across journeys."""
+
     channel: ChannelName
+    """The channel counted: `email`."""
     limit: Count = Field(gt=0)
+    """Most messages in the period."""
     per: PositiveDuration
+    """The period: `1d`, `1w`."""
 
 
 class JourneySpec(_Spec):
     """A whole journey file."""
 
     id: JourneyId
+    """Stable identifier: a lowercase letter or digit, then a-z 0-9 _ -, at most 64."""
     name: Text
+    """Human name shown in reports."""
     entry: EntrySpec
+    """Who enters, and how often."""
     goal: GoalSpec | None = None
+    """The journey's conversion: an event within a time of entering ends the run converted."""
     exit: list[EventSpec] = Field(default_factory=list)
+    """Events that end the customer's run at once."""
     timezone: TimeZone | None = None
+    """IANA time zone for customers whose profile has none; UTC otherwise."""
     quiet_hours: QuietHoursSpec | None = None
+    """Local hours when no message goes out."""
     frequency_caps: list[FrequencyCapSpec] = Field(default_factory=list)
-    throttle: Count | None = Field(default=None, gt=0)  # messages per minute
+    """Most messages per channel and period, counted across all journeys."""
+    throttle: Count | None = Field(default=None, gt=0)
+    """Most messages this journey sends per minute."""
     priority: Count = Field(default=3, ge=1, le=5)
-    traits: list[TraitPath] = Field(default_factory=list)  # traits conditions may read
+    """1 (most urgent) to 5."""
+    traits: list[TraitPath] = Field(default_factory=list)
+    """Profile traits that branch conditions may read, besides the well-known ones."""
     templates: dict[Identifier, TemplateSpec] = Field(default_factory=dict)
+    """Named email content that send steps use by name."""
     defaults: DefaultsSpec | None = None
+    """max_dwell and on_max_dwell for every stage that does not set its own."""
     stages: list[StageSpec] = Field(min_length=1)
+    """The stages, in lifecycle order (at least one)."""
 
 
 WaitForSpec.model_rebuild()
