@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, time, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -77,7 +80,35 @@ def _scheduled_at() -> datetime:
     return activity.info().scheduled_time
 
 
-def _zone(traits: dict[str, Any], rules: Delivery) -> Any:
+Self = TypeVar("Self", bound="SimulatedActivities")
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+def _fail_fast(
+    method: Callable[[Self, In], Awaitable[Out]],
+) -> Callable[[Self, In], Awaitable[Out]]:
+    """Turn an unexpected error into a non-retryable failure, and stop the simulation.
+
+    The journey retries activities forever; a bug here would otherwise be retried every
+    minute of simulated time until the horizon, which looks like a hang.
+    """
+
+    @functools.wraps(method)
+    async def failing_fast(self: Self, input: In) -> Out:
+        try:
+            return await method(self, input)
+        except ApplicationError:
+            raise
+        except Exception as exc:
+            self._recorder.fail(f"activity {method.__name__} failed:\n{traceback.format_exc()}")
+            raise ApplicationError(f"{exc!r}", non_retryable=True) from exc
+
+    return failing_fast
+
+
+def _zone(traits: dict[str, Any], rules: Delivery) -> ZoneInfo:
+    """The customer's time zone: the profile's, else the journey's default, else UTC."""
     own = traits.get("timezone")
     return local_time.zone_for(own if isinstance(own, str) else None, rules.timezone)
 
@@ -167,6 +198,7 @@ class SimulatedActivities:
             )
 
     @activity.defn(name=ENTER_ACTIVITY)
+    @_fail_fast
     async def enter(self, input: ArrivalInput) -> None:
         """A customer arriving later than the start (``entry.over`` in the scenario)."""
         customer = self.customers.get(input.customer_id) or self.admit(
@@ -213,6 +245,7 @@ class SimulatedActivities:
     # --- the journey's activities ----------------------------------------------------------
 
     @activity.defn(name="load_plan")
+    @_fail_fast
     async def load_plan(self, input: LoadPlanInput) -> Plan:
         if (input.journey_id, input.version) != (self.plan.journey_id, self.plan.version):
             raise ApplicationError(
@@ -222,6 +255,7 @@ class SimulatedActivities:
         return self.plan
 
     @activity.defn(name="record_transition")
+    @_fail_fast
     async def record_transition(self, input: TransitionInput) -> bool:
         at = _scheduled_at()
         if input.to_stage is not None:
@@ -241,6 +275,7 @@ class SimulatedActivities:
         return now if now is not None else _scheduled_at()
 
     @activity.defn(name="evaluate_branch")
+    @_fail_fast
     async def evaluate_branch(self, input: StepInput) -> int:
         step: BranchStep = self._step(input, BranchStep)
         context = self.customers[input.customer_id].context(self._now(input.now))
@@ -250,6 +285,7 @@ class SimulatedActivities:
         return len(step.cases)
 
     @activity.defn(name="assign_variant")
+    @_fail_fast
     async def assign_variant(self, input: StepInput) -> int:
         step: ExperimentStep = self._step(input, ExperimentStep)
         names = [variant.name for variant in step.variants]
@@ -307,6 +343,7 @@ class SimulatedActivities:
         return winner
 
     @activity.defn(name="update_profile")
+    @_fail_fast
     async def update_profile(self, input: StepInput) -> None:
         # The same rules as ``storage.profiles.update_traits``.
         step: UpdateStep = self._step(input, UpdateStep)
@@ -322,6 +359,7 @@ class SimulatedActivities:
             traits["tags"] = held + [t for t in step.tags if t not in held]
 
     @activity.defn(name="resolve_wait")
+    @_fail_fast
     async def resolve_wait(self, input: StepInput) -> datetime | None:
         step: WaitStep = self._step(input, WaitStep)
         traits = self.customers[input.customer_id].traits
@@ -350,6 +388,7 @@ class SimulatedActivities:
             return None
 
     @activity.defn(name="send_message")
+    @_fail_fast
     async def send_message(self, input: SendInput) -> SendResult:
         """The ledger's decisions in the same order, minus rendering and delivery."""
         step = self.plan.step(input.step_id)

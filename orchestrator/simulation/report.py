@@ -97,9 +97,17 @@ class Report(BaseModel):
 class Recorder:
     """Counts what the simulated activities see, per stage, per step and per customer."""
 
-    def __init__(self, plan: Plan, *, on_finished: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        on_finished: Callable[[str], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.plan = plan
         self._on_finished = on_finished
+        self._on_failure = on_failure
+        self.failure: str | None = None  # the first simulated activity that failed, and why
         self._seen: set[tuple[str, int]] = set()
         self.kpis: dict[str, Counter[str]] = {stage.name: Counter() for stage in plan.stages}
         self._entered_at: dict[str, datetime] = {}
@@ -112,6 +120,13 @@ class Recorder:
     @property
     def finished(self) -> int:
         return len(self.ends)
+
+    def fail(self, message: str) -> None:
+        """A simulated activity failed: a bug, which ends the simulation with an error."""
+        if self.failure is None:
+            self.failure = message
+            if self._on_failure is not None:
+                self._on_failure()
 
     def transition(self, input: TransitionInput, at: datetime) -> bool:
         """Record a transition once; False when (run key, seq) was already recorded."""

@@ -6,10 +6,11 @@ starts every customer's run (or their delayed arrival), then awaits one ``Simula
 that ends at the horizon, and stops early once every run has ended.
 
 Customers are split into shards, each on a server of its own: the test server's cost per task
-grows with everything it has run so far (its time-lock bookkeeping is a list it scans), so
-five servers of 200 customers take about half the time of one with 1,000. Customers of
-different shards never meet, which is only true when the journey shares nothing between
-them: a throttle or an experiment that decides a winner keeps everyone on one server.
+grows with everything it has run so far (its time-lock bookkeeping is a list it scans), so ten
+servers of 100 customers, two at a time, take less than half the time of one with 1,000 (see
+docs/simulation.md). Customers of different shards never meet, which is only true when the
+journey shares nothing between them: a throttle or an experiment that decides a winner keeps
+everyone on one server.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from journeyman.workflows.plan import ExperimentStep, Plan, walk
 
 from . import customers as population
 from .activities import SimulatedActivities
-from .errors import ServerMissing
+from .errors import ServerMissing, SimulationError
 from .report import Recorder, Report
 from .scenario import NOBODY_REACTS, Scenario
 from .workflows import (
@@ -140,7 +141,11 @@ async def simulate(
         if left[index] == 0:
             done[index].set()
 
-    recorder = Recorder(plan, on_finished=finished)
+    def failed() -> None:
+        for event in done:
+            event.set()
+
+    recorder = Recorder(plan, on_finished=finished, on_failure=failed)
     lanes = asyncio.Semaphore(max(1, tuning.concurrent_shards))
 
     async def run(index: int) -> None:
@@ -157,10 +162,12 @@ async def simulate(
         async with asyncio.TaskGroup() as group:
             for index in range(len(shards)):
                 group.create_task(run(index))
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None
+    except ExceptionGroup as errors:
+        raise errors.exceptions[0] from None
     if progress is not None:
         progress.close()
+    if recorder.failure is not None:
+        raise SimulationError(f"the simulation stopped: {recorder.failure}")
     return recorder.report(
         customers=customers,
         seed=seed,

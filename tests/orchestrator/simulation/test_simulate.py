@@ -12,8 +12,15 @@ import pytest
 
 from journeyman.orchestrator.cli import main
 from journeyman.orchestrator.language import compile_source
-from journeyman.orchestrator.simulation import Report, Tuning, parse_scenario, simulate
+from journeyman.orchestrator.simulation import (
+    Report,
+    SimulationError,
+    Tuning,
+    parse_scenario,
+    simulate,
+)
 from journeyman.orchestrator.simulation.activities import SimulatedActivities
+from journeyman.workflows import expressions
 from journeyman.workflows.activities import JourneyActivities
 
 REPO = Path(__file__).resolve().parents[3]
@@ -133,18 +140,29 @@ steps:
 async def test_the_same_seed_gives_the_same_report() -> None:
     plan = compile_source(BRANCHING)
     scenario = parse_scenario(BEHAVIOUR, plan, source="behaviour.yaml")
-    first = await simulate(plan, scenario, customers=60, seed=7)
-    again = await simulate(plan, scenario, customers=60, seed=7)
-    other = await simulate(plan, scenario, customers=60, seed=8)
+    first = await simulate(plan, scenario, customers=40, seed=7)
+    again = await simulate(plan, scenario, customers=40, seed=7)
+    other = await simulate(plan, scenario, customers=40, seed=8)
     assert first.model_dump() == again.model_dump()
     assert first.model_dump() != other.model_dump()
     # The branch read traits and the drawn history: both emails went out, once per customer.
     emails = sent(first)
     assert emails["returning"] > 0 and emails["new"] > 0
-    assert emails["returning"] + emails["new"] == 60
+    assert emails["returning"] + emails["new"] == 40
     welcome = stage(first, "welcome")
-    assert 0 < welcome["converted"] < 60
-    assert welcome["converted"] + welcome["exited"] == 60
+    assert 0 < welcome["converted"] < 40
+    assert welcome["converted"] + welcome["exited"] == 40
+
+
+async def test_a_failing_activity_stops_the_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bug in an activity would otherwise be retried every simulated minute until the horizon.
+    def broken(*args: object) -> bool:
+        raise RuntimeError("broken condition")
+
+    monkeypatch.setattr(expressions, "evaluate", broken)
+    with pytest.raises(SimulationError, match="activity evaluate_branch failed") as caught:
+        await simulate(compile_source(BRANCHING), customers=5)
+    assert "RuntimeError: broken condition" in str(caught.value)
 
 
 async def test_the_sandbox_changes_nothing() -> None:
