@@ -494,6 +494,10 @@ class _Runner:
             method = JourneyActivities.evaluate_branch
         else:
             assert isinstance(step, ExperimentStep)
+            if self.state.holdout:
+                # Held-out customers are no variant's entrants: they would dilute the
+                # comparison. They follow the control path, which sends them nothing anyway.
+                return [v.name for v in step.variants].index(step.control)
             method = JourneyActivities.assign_variant
         return await workflow.execute_activity_method(
             method,

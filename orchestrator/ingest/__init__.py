@@ -3,9 +3,10 @@
 from .entry import workflow_id_for
 from .routing import TriggerIndex
 from .segment import Batch, Identify, IncomingEvent, Track, normalise
-from .store import Admission, IngestResult, admit, ingest
+from .store import API_ENTRY_EVENT, Admission, IngestResult, admit, ingest
 
 __all__ = [
+    "API_ENTRY_EVENT",
     "Admission",
     "Batch",
     "Identify",

@@ -34,8 +34,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from journeyman.orchestrator.ingest import workflow_id_for
-from journeyman.orchestrator.ingest.store import API_ENTRY_EVENT
+from journeyman.orchestrator.ingest import API_ENTRY_EVENT, workflow_id_for
 from journeyman.orchestrator.storage.experiments import VariantResult, pick_winner
 from journeyman.workflows import expressions, local_time
 from journeyman.workflows.conditions import lookup, matches_properties

@@ -668,3 +668,33 @@ stages:
         timedelta(hours=2, minutes=50) <= await run_time(islander) <= timedelta(hours=3, minutes=2)
     )
     assert await run_time(elsewhere) < timedelta(minutes=5)
+
+
+HELD_OUT_EXPERIMENT = """
+id: held-experiment
+name: Holdout and experiment
+entry: {event: Signed Up, holdout: 50%}
+stages:
+  - name: only
+    touchpoints:
+      - id: test
+        experiment:
+          control: plain
+          variants:
+            - {name: plain, weight: 1, then: [{send: {id: p, subject: P, body: Hi}}]}
+            - {name: bold, weight: 1, then: [{send: {id: b, subject: B, body: Hi}}]}
+          metric: {event: Order Completed, within: 7d}
+"""
+
+
+async def test_held_out_customers_are_no_experiment_entrants(harness: Harness) -> None:
+    plan = await harness.deploy(HELD_OUT_EXPERIMENT)
+    held = [f"he{n}" for n in range(200) if is_held_out(plan, f"he{n}")][:3]
+    treated = [f"he{n}" for n in range(200) if not is_held_out(plan, f"he{n}")][:3]
+    for customer in held + treated:
+        await harness.profile(customer, email=f"{customer}@example.com")
+    handles = [await harness.enter(plan, c) for c in held + treated]
+    assert [await h.result() for h in handles] == ["completed"] * 6
+    rows = await harness.pool.fetch("SELECT customer_id FROM experiment_assignments")
+    assert sorted(r["customer_id"] for r in rows) == sorted(treated)
+    assert all(subjects(harness, f"{c}@") == [] for c in held)
