@@ -394,6 +394,9 @@ class SimulatedActivities:
         if not isinstance(step, SendStep):
             raise ApplicationError(f"step {input.step_id} is not a send", non_retryable=True)
         now = self._now(input.now)
+        if self._recorder.until is not None and now > self._recorder.until:
+            # Past the horizon (the server ran on before the workers stopped): not reported.
+            return SendResult(status="skipped", reason="after the horizon")
         customer = self.customers[input.customer_id]
         rules = self.plan.delivery
         if rules.quiet_hours is not None:

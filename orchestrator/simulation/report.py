@@ -116,6 +116,9 @@ class Recorder:
         self.ends: dict[str, RunEnd] = {}
         self.held_out: set[str] = set()
         self._sends: dict[str, Counter[str]] = {}
+        # The horizon: once the clock there closes, the test server skips on to the next
+        # timer before the workers stop, so anything after it is not part of the report.
+        self.until: datetime | None = None
 
     @property
     def finished(self) -> int:
@@ -130,6 +133,8 @@ class Recorder:
 
     def transition(self, input: TransitionInput, at: datetime) -> bool:
         """Record a transition once; False when (run key, seq) was already recorded."""
+        if self.until is not None and at > self.until:
+            return False
         key = (input.run_key, input.seq)
         if key in self._seen:
             return False

@@ -146,6 +146,7 @@ async def simulate(
             event.set()
 
     recorder = Recorder(plan, on_finished=finished, on_failure=failed)
+    recorder.until = start + timedelta(seconds=horizon_seconds)
     lanes = asyncio.Semaphore(max(1, tuning.concurrent_shards))
 
     async def run(index: int) -> None:
