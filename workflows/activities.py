@@ -11,10 +11,9 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import asyncpg
 from temporalio import activity
@@ -39,8 +38,8 @@ from journeyman.orchestrator.storage import (
     runs,
 )
 
-from . import expressions, local_time
-from .conditions import lookup, matches_properties
+from . import expressions, timing
+from .conditions import matches_properties
 from .inputs import LoadPlanInput, SendInput, SendResult, StepInput, TransitionInput
 from .plan import (
     BranchStep,
@@ -69,11 +68,6 @@ def _condition(source: str) -> expressions.Expression:
 
 def _clock(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
-
-
-def hhmm(text: str) -> time:
-    hours, minutes = text.split(":")
-    return time(int(hours), int(minutes))
 
 
 class JourneyActivities:
@@ -226,27 +220,7 @@ class JourneyActivities:
         plan, step = await self._step(input, WaitStep)
         assert isinstance(step, WaitStep)
         traits = await profiles.traits(self._pool, input.customer_id)
-        zone = _zone(traits, plan.delivery)
-        now = _clock(input.now)
-        if step.until_time is not None:
-            wanted = step.until_time
-            return local_time.next_local_time(now, zone, hhmm(wanted.at), wanted.weekdays)
-        assert step.until_date is not None
-        rule = step.until_date
-        day = local_time.date_from_trait(lookup(traits, rule.trait))
-        if day is None:
-            return None
-        try:
-            return local_time.next_date_instant(
-                now,
-                zone,
-                day,
-                offset_seconds=rule.offset_seconds,
-                at=hhmm(rule.at),
-                yearly=rule.yearly,
-            )
-        except OverflowError:
-            return None  # a placeholder date such as 9999-12-31: nothing to wait for
+        return timing.wake_time(step, traits, plan.delivery, _clock(input.now))
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendInput) -> SendResult:
@@ -263,11 +237,8 @@ class JourneyActivities:
         rules = plan.delivery
         if rules.quiet_hours is not None:
             traits = await profiles.traits(self._pool, input.customer_id)
-            quiet = rules.quiet_hours
-            until = local_time.quiet_until(
-                now, _zone(traits, rules), hhmm(quiet.start), hhmm(quiet.end)
-            )
-            if until is not None and quiet.action == "defer":
+            until = timing.quiet_until(traits, rules, now)
+            if until is not None and rules.quiet_hours.action == "defer":
                 return SendResult(status="deferred", reason="quiet hours", retry_at=until)
             if until is not None:
                 return await self._record_only(input, step, "skipped", "quiet hours")
@@ -440,9 +411,3 @@ class _Skip(Exception):
     def __init__(self, status: ledger.FinalStatus, reason: str) -> None:
         super().__init__(reason)
         self.status, self.reason = status, reason
-
-
-def _zone(traits: dict[str, Any], rules: Delivery) -> ZoneInfo:
-    """The customer's time zone: the profile's, else the journey's default, else UTC."""
-    own = traits.get("timezone")
-    return local_time.zone_for(own if isinstance(own, str) else None, rules.timezone)

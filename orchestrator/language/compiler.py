@@ -45,7 +45,15 @@ from journeyman.workflows.plan import (
 )
 
 from .checks import Problem, check
-from .locations import Diagnostic, Document, JourneyError, Loc, load, render_path
+from .locations import (
+    Diagnostic,
+    Document,
+    JourneyError,
+    Loc,
+    describe_value,
+    load,
+    render_path,
+)
 from .spec import (
     UNION_TAGS,
     Condition,
@@ -439,41 +447,29 @@ def _message(error: ErrorDetails) -> str:
     kind, value = error["type"], error["input"]
     ctx = error.get("ctx") or {}
     if kind in ("string_type", "str_type"):
-        return f"expected text, got {_describe(value)}"
+        return f"expected text, got {describe_value(value)}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"expected a mapping, got {_describe(value)}"
+        return f"expected a mapping, got {describe_value(value)}"
     if kind == "list_type":
-        return f"expected a list, got {_describe(value)}"
+        return f"expected a list, got {describe_value(value)}"
     if kind == "too_short":
         if ctx.get("actual_length"):
             return f"needs at least {ctx.get('min_length')} items, got {ctx['actual_length']}"
         return "must not be empty"
     if kind == "literal_error":
-        return f"expected {ctx.get('expected')}, got {_describe(value)}"
+        return f"expected {ctx.get('expected')}, got {describe_value(value)}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number, got {_describe(value)}"
+        return f"expected a whole number, got {describe_value(value)}"
     if kind in ("float_type", "float_parsing"):
-        return f"expected a number, got {_describe(value)}"
+        return f"expected a number, got {describe_value(value)}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {_describe(value)}"
+        return f"expected true or false, got {describe_value(value)}"
     if kind in _BOUNDS:
         bound, words = _BOUNDS[kind]
-        return f"{words} {ctx.get(bound)}, got {_describe(value)}"
+        return f"{words} {ctx.get(bound)}, got {describe_value(value)}"
     if kind == "invalid_key":
-        return f"a key must be text, got {_describe(value)}"
+        return f"a key must be text, got {describe_value(value)}"
     return error["msg"]
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
 
 
 def _duplicates(document: Document) -> list[Diagnostic]:

@@ -61,6 +61,19 @@ def _order(diagnostic: Diagnostic) -> tuple[str, int, int]:
     return (diagnostic.file, diagnostic.line or 0, diagnostic.column or 0)
 
 
+def describe_value(value: object) -> str:
+    """A value as an error message names it: ``null``, ``a mapping``, ``a list``, ``'text'``."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
 def render_path(loc: Loc) -> str:
     """Render a location as ``stages[1].touchpoints[0].send.subject``."""
     text = ""

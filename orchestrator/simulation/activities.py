@@ -19,10 +19,9 @@ import functools
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -36,8 +35,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from journeyman.orchestrator.ingest import API_ENTRY_EVENT, workflow_id_for
 from journeyman.orchestrator.storage.experiments import VariantResult, pick_winner
-from journeyman.workflows import expressions, local_time
-from journeyman.workflows.conditions import lookup, matches_properties
+from journeyman.workflows import expressions, timing
+from journeyman.workflows.conditions import matches_properties
 from journeyman.workflows.inputs import (
     EVENT_SIGNAL,
     JourneyEvent,
@@ -104,12 +103,6 @@ def _fail_fast(
             raise ApplicationError(f"{exc!r}", non_retryable=True) from exc
 
     return failing_fast
-
-
-def _zone(traits: dict[str, Any], rules: Delivery) -> ZoneInfo:
-    """The customer's time zone: the profile's, else the journey's default, else UTC."""
-    own = traits.get("timezone")
-    return local_time.zone_for(own if isinstance(own, str) else None, rules.timezone)
 
 
 class SimulatedActivities:
@@ -362,29 +355,7 @@ class SimulatedActivities:
     async def resolve_wait(self, input: StepInput) -> datetime | None:
         step: WaitStep = self._step(input, WaitStep)
         traits = self.customers[input.customer_id].traits
-        zone = _zone(traits, self.plan.delivery)
-        now = self._now(input.now)
-        if step.until_time is not None:
-            wanted = step.until_time
-            return local_time.next_local_time(
-                now, zone, time.fromisoformat(wanted.at), wanted.weekdays
-            )
-        assert step.until_date is not None
-        rule = step.until_date
-        day = local_time.date_from_trait(lookup(traits, rule.trait))
-        if day is None:
-            return None
-        try:
-            return local_time.next_date_instant(
-                now,
-                zone,
-                day,
-                offset_seconds=rule.offset_seconds,
-                at=time.fromisoformat(rule.at),
-                yearly=rule.yearly,
-            )
-        except OverflowError:
-            return None
+        return timing.wake_time(step, traits, self.plan.delivery, self._now(input.now))
 
     @activity.defn(name="send_message")
     @_fail_fast
@@ -400,14 +371,8 @@ class SimulatedActivities:
         customer = self.customers[input.customer_id]
         rules = self.plan.delivery
         if rules.quiet_hours is not None:
-            quiet = rules.quiet_hours
-            until = local_time.quiet_until(
-                now,
-                _zone(customer.traits, rules),
-                time.fromisoformat(quiet.start),
-                time.fromisoformat(quiet.end),
-            )
-            if until is not None and quiet.action == "defer":
+            until = timing.quiet_until(customer.traits, rules, now)
+            if until is not None and rules.quiet_hours.action == "defer":
                 self._recorder.send(step.id, "deferred")
                 return SendResult(status="deferred", reason="quiet hours", retry_at=until)
             if until is not None:

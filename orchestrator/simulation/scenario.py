@@ -45,6 +45,7 @@ from journeyman.orchestrator.language.locations import (
     Diagnostic,
     Document,
     JourneyError,
+    describe_value,
     load,
 )
 from journeyman.workflows import expressions
@@ -316,21 +317,9 @@ def _diagnostic(document: Document, error: ErrorDetails) -> Diagnostic:
 def _message(error: ErrorDetails) -> str:
     kind, value = error["type"], error["input"]
     if kind in ("string_type", "str_type"):
-        return f"expected text, got {_describe(value)}"
+        return f"expected text, got {describe_value(value)}"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return f"expected a mapping, got {_describe(value)}"
+        return f"expected a mapping, got {describe_value(value)}"
     if kind == "list_type":
-        return f"expected a list of reactions, got {_describe(value)}"
+        return f"expected a list of reactions, got {describe_value(value)}"
     return error["msg"]
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
