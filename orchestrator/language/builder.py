@@ -24,15 +24,14 @@ from pydantic import BaseModel
 from journeyman.workflows.plan import Plan, Scalar, Weekday
 
 from .compiler import compile_spec
+from .fields import OPERATORS, DwellAction
 from .locations import Diagnostic, JourneyError, Loc, render_path
 from .spec import (
-    OPERATORS,
     BranchSpec,
     CapSpec,
     ContentSpec,
     DecideSpec,
     DefaultsSpec,
-    DwellAction,
     EntrySpec,
     EventSpec,
     ExperimentSpec,

@@ -45,6 +45,7 @@ from journeyman.workflows.plan import (
 )
 
 from .checks import Problem, check
+from .fields import UNION_TAGS, Condition
 from .locations import (
     Diagnostic,
     Document,
@@ -55,8 +56,6 @@ from .locations import (
     render_path,
 )
 from .spec import (
-    UNION_TAGS,
-    Condition,
     DefaultsSpec,
     JourneySpec,
     PathSpec,

@@ -4,477 +4,65 @@ Validation errors raised here carry messages meant for the journey's author; the
 turns them into diagnostics with file, line and column.
 
 The models are also the Python API (``builder.py``) and the source of the published JSON
-Schema (``schema.py``): field docstrings are its help text, ``WithJsonSchema`` says what
-each custom validator accepts, and ``PlainSerializer``s write values back as a file has them
-(``model_dump(mode="json")``: durations as ``3d``, conditions as ``{gte: 10}``).
+Schema (``schema.py``): field docstrings are its help text. What each kind of value accepts,
+how it is written back and how the schema describes it lives in ``fields.py``.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from datetime import datetime
-from typing import Annotated, Any, Literal, NamedTuple, NoReturn
+from typing import Annotated, Any, Literal
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
-    PlainSerializer,
     PlainValidator,
-    Strict,
     Tag,
     WithJsonSchema,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from journeyman.orchestrator.scheduling.cron import Cron, CronError
-from journeyman.workflows import local_time
-from journeyman.workflows.plan import Operator, Reentry, Scalar, Weekday
+from journeyman.workflows.plan import Reentry, Scalar, Weekday
 
-from .durations import MAX_SECONDS, DurationError, format_duration, parse_duration
-
-OPERATORS: tuple[Operator, ...] = ("eq", "ne", "gt", "gte", "lt", "lte", "one_of", "exists")
-TOUCHPOINT_KINDS = (
-    "send",
-    "wait",
-    "wait_for",
-    "branch",
-    "split",
-    "experiment",
-    "update",
-    "goto",
-    "exit",
+from .fields import (
+    _INSTANT_TEXT,
+    _NOT_BLANK,
+    TOUCHPOINT_KINDS,
+    ChannelName,
+    Clock,
+    ConditionSpec,
+    Count,
+    DwellAction,
+    Flag,
+    Fraction,
+    Identifier,
+    JourneyId,
+    Locale,
+    Percent,
+    PositiveDuration,
+    PropertyPath,
+    ReentrySpec,
+    SignedDuration,
+    Subject,
+    Template,
+    Text,
+    TimeZone,
+    TraitPath,
+    WaitDuration,
+    _cron_json,
+    _exit,
+    _increment,
+    _not_empty,
+    _present,
+    _scalar_json,
+    _text,
+    _trait_value,
+    fail,
 )
-CHANNELS: tuple[str, ...] = ("email",)
-_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
-_TRAIT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-
-_IDENTIFIER = re.compile(r"[a-z0-9_-]{1,64}")
-_LOCALE = re.compile(r"[a-z]{2,8}(-[a-z0-9]{1,8})*")
-_JOURNEY_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
-_PATH_PART = re.compile(r"[^.\s]+")
-_TEMPLATES = SandboxedEnvironment()
-
-
-def fail(message: str) -> NoReturn:
-    """Raise a validation error whose text is exactly ``message``."""
-    # The message goes through the context: pydantic would format braces in a template.
-    raise PydanticCustomError("journey", "{message}", {"message": message})
-
-
-def _journey_id(value: str) -> str:
-    if not _JOURNEY_ID.fullmatch(value):
-        fail(
-            "a journey id starts with a lowercase letter or digit, then lowercase letters, "
-            f"digits, '_' or '-', at most 64 characters; got {value!r}"
-        )
-    return value
-
-
-def _identifier(value: str) -> str:
-    if not _IDENTIFIER.fullmatch(value):
-        fail(f"use lowercase letters, digits, '_' or '-' (at most 64 characters); got {value!r}")
-    return value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        fail("must not be empty")
-    return value
-
-
-def _property_path(value: str) -> str:
-    if not all(_PATH_PART.fullmatch(part) for part in value.split(".")):
-        fail(f"a property path is names joined by dots, without spaces; got {value!r}")
-    return value
-
-
-def _template(value: str) -> str:
-    try:
-        _TEMPLATES.parse(value)
-    except TemplateSyntaxError as exc:
-        raise PydanticCustomError(
-            "template",
-            "template syntax error: {detail}",
-            {"detail": exc.message or "invalid template", "template_line": exc.lineno},
-        ) from None
-    except RecursionError:
-        fail("the template nests too deeply")
-    return value
-
-
-def _single_line(value: str) -> str:
-    if "\n" in value.strip():
-        fail("a subject must be a single line")
-    return value
-
-
-def _clock(value: object) -> str:
-    if not isinstance(value, str) or not _CLOCK.fullmatch(value):
-        # YAML 1.1 reads an unquoted 9:00 or 21:00 as sexagesimal 540 or 1260 (never below 60).
-        hint = ""
-        if isinstance(value, int) and not isinstance(value, bool) and 60 <= value < 1440:
-            hours, minutes = divmod(value, 60)
-            hint = f", which is how YAML reads an unquoted {hours}:{minutes:02d}; quote it: "
-            hint += f'"{hours:02d}:{minutes:02d}"'
-        fail(f'a time of day is "HH:MM" on a 24-hour clock, like "09:00"; got {value!r}{hint}')
-    return value
-
-
-def _channel(value: object) -> str:
-    if value not in CHANNELS:
-        fail(f"unknown channel {value!r}; available: {', '.join(CHANNELS)}")
-    assert isinstance(value, str)
-    return value
-
-
-def _locale(value: str) -> str:
-    # SendStep.content_for compares lowercase tags with '-': "pt_br" would never be chosen.
-    if not _LOCALE.fullmatch(value):
-        fail(f"a locale is a lowercase language tag like fr, fr-ca or pt-br; got {value!r}")
-    return value
-
-
-def _timezone(value: str) -> str:
-    if local_time.zone_for(value).key != value:
-        fail(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris")
-    return value
-
-
-def _trait_path(value: str) -> str:
-    if not _TRAIT_PATH.fullmatch(value):
-        fail(f"a trait is a name or dotted path like address.city; got {value!r}")
-    return value
-
-
-def _signed_duration(value: object) -> int:
-    negative = isinstance(value, str) and value.strip().startswith("-")
-    text = value.strip()[1:] if isinstance(value, str) and negative else value
-    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-        negative, text = True, -value
-    try:
-        seconds = parse_duration(text)
-    except DurationError as exc:
-        # Name the value as written, not the text left once its '-' is taken off.
-        detail = str(exc).replace(f"got {text!r}", f"got {value!r}")
-        fail(f"{detail} (an offset may start with '-')")
-    return -seconds if negative else seconds
-
-
-def _percent(value: object) -> float:
-    number: object = value
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            number = float(value.strip()[:-1])
-        except ValueError:
-            number = None
-    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number < 100:
-        fail(f"a share is a percentage from 0 to below 100, like 10% or 2.5; got {value!r}")
-    return float(number)
-
-
-def _reentry(value: object) -> Reentry:
-    if value == "once":
-        return Reentry()
-    if isinstance(value, dict) and len(value) == 1:
-        ((mode, operand),) = value.items()
-        if mode == "after":
-            return Reentry(mode="after", cooldown_seconds=_seconds(operand, 1))
-        if mode == "concurrent" and isinstance(operand, str):
-            return Reentry(mode="concurrent", key=_property_path(operand))
-    fail(
-        "reentry is 'once', {after: DURATION} (again after a cool-down) or"
-        " {concurrent: PROPERTY} (one run per value of an entry event property)"
-    )
-
-
-def _seconds(value: object, minimum: int) -> int:
-    try:
-        seconds = parse_duration(value)
-    except DurationError as exc:
-        fail(str(exc))
-    if seconds < minimum:
-        fail("must be longer than zero")
-    return seconds
-
-
-def _exit(value: object) -> bool | str:
-    if value is True:
-        return True
-    if isinstance(value, str) and value.strip():
-        return value
-    fail("exit is true, or the reason as text")
-
-
-def _increment(value: object) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        fail(f"an increment is a number, like 1 or -2.5; got {value!r}")
-    return value
-
-
-def _trait_value(value: object) -> Scalar:
-    if isinstance(value, list | dict):
-        fail("a trait value is a string, number, boolean or null; got a list or mapping")
-    return _scalar(value, "a trait value")
-
-
-def _wait_kind(value: object) -> str:
-    # A WaitUntilSpec instance comes from Python code, and from serializing a validated wait.
-    return "@timed" if isinstance(value, dict | WaitUntilSpec) else "@duration"
-
-
-# Tags of tagged unions: they appear in validation locations and are dropped from error paths.
-UNION_TAGS = frozenset({"@timed", "@duration"})
-
-
-def _duration(minimum: int) -> PlainValidator:
-    return PlainValidator(lambda value: _seconds(value, minimum))
-
-
-class Condition(NamedTuple):
-    """One property test as written: an operator and its operand."""
-
-    op: Operator
-    value: Scalar | list[Scalar]
-
-
-def _scalar(value: object, what: str) -> Scalar:
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            fail(f"{what} must be a finite number")
-        return value
-    if isinstance(value, list | dict):
-        fail(f"{what} must be a single value; to match any of several, use {{one_of: [...]}}")
-    # YAML turns unquoted dates and times into objects an event property can never equal.
-    fail(f"{what} must be a string, number, boolean or null; quote {value!s} to use it as text")
-
-
-def _number(value: object, op: str) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        fail(f"'{op}' compares with a number; got {value!r}")
-    return value
-
-
-def _conditions(raw: object) -> tuple[Condition, ...]:
-    """A value (``eq``), or ``{operator: value}`` pairs that must all hold, like a range."""
-    if not isinstance(raw, dict):
-        return (Condition("eq", _scalar(raw, "a property value")),)
-    if not raw:
-        fail("a condition is a value or {operator: value} pairs, e.g. {gte: 10, lt: 20}")
-    return tuple(_condition(op, operand) for op, operand in raw.items())
-
-
-def _condition(op: object, operand: object) -> Condition:
-    if op not in OPERATORS:
-        fail(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
-    if op in ("eq", "ne"):
-        return Condition(op, _scalar(operand, f"the '{op}' operand"))
-    if op == "one_of":
-        if not isinstance(operand, list) or not operand:
-            fail("'one_of' takes a non-empty list of values")
-        return Condition(op, [_scalar(item, "each 'one_of' item") for item in operand])
-    if op == "exists":
-        if not isinstance(operand, bool):
-            fail(f"'exists' takes true or false; got {operand!r}")
-        return Condition(op, operand)
-    return Condition(op, _number(operand, op))
-
-
-# What a file writes for values that validators normalize (see the module docstring).
-def _written_duration(seconds: int) -> str:
-    return format_duration(seconds)
-
-
-def _written_signed_duration(seconds: int) -> str:
-    return f"-{format_duration(-seconds)}" if seconds < 0 else format_duration(seconds)
-
-
-def _written_conditions(conditions: tuple[Condition, ...]) -> Any:
-    if len(conditions) == 1 and conditions[0].op == "eq":
-        return conditions[0].value
-    return {condition.op: condition.value for condition in conditions}
-
-
-def _written_percent(share: float) -> str:
-    return f"{int(share) if share.is_integer() else share!r}%"
-
-
-def _written_reentry(reentry: Reentry) -> Any:
-    if reentry.mode == "after":
-        return {"after": format_duration(reentry.cooldown_seconds)}
-    if reentry.mode == "concurrent":
-        return {"concurrent": reentry.key}
-    return "once"
-
-
-# JSON Schema of what the custom validators accept, as closely as patterns allow; the
-# compiler stays the judge (templates, time zones, cron fields, 3650d at most).
-def _text(pattern: str) -> WithJsonSchema:
-    return WithJsonSchema({"type": "string", "pattern": pattern})
-
-
-def _scalar_json() -> dict[str, Any]:
-    return {"type": ["string", "number", "boolean", "null"]}
-
-
-def _duration_json(minimum: int, *, signed: bool = False) -> WithJsonSchema:
-    units = r"(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?"
-    sign = r"(-\s*)?" if signed else ""
-    nonzero = r"(?=\S*[1-9])" if minimum else ""  # "0s" and "0d0h" are zero too
-    return WithJsonSchema(
-        {
-            "anyOf": [
-                {
-                    "type": "integer",
-                    "minimum": -MAX_SECONDS if signed else minimum,
-                    "maximum": MAX_SECONDS,
-                },
-                {"type": "string", "pattern": rf"^\s*{sign}{nonzero}(?=\d){units}\s*$"},
-            ]
-        }
-    )
-
-
-def _condition_json() -> dict[str, Any]:
-    number = {"type": "number"}
-    operators: dict[str, Any] = {
-        "eq": _scalar_json(),
-        "ne": _scalar_json(),
-        "gt": number,
-        "gte": number,
-        "lt": number,
-        "lte": number,
-        "one_of": {"type": "array", "minItems": 1, "items": _scalar_json()},
-        "exists": {"type": "boolean"},
-    }
-    assert set(operators) == set(OPERATORS)
-    mapping = {
-        "type": "object",
-        "properties": operators,
-        "additionalProperties": False,
-        "minProperties": 1,
-    }
-    return {"anyOf": [_scalar_json(), mapping]}
-
-
-def _cron_json() -> WithJsonSchema:
-    part = r"(\*|[A-Za-z0-9]+(-[A-Za-z0-9]+)?)(/\d+)?"
-    field = rf"{part}(,{part})*"
-    return _text(rf"^\s*{field}(\s+{field}){{4}}\s*$")
-
-
-def _present(key: str) -> dict[str, Any]:
-    """JSON Schema: ``key`` is given and not null (a null counts as leaving it out)."""
-    return {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
-
-
-def _not_empty(key: str) -> dict[str, Any]:
-    """JSON Schema: ``key`` holds a non-empty list or mapping."""
-    return {"required": [key], "properties": {key: {"minItems": 1, "minProperties": 1}}}
-
-
-_CLOCK_JSON = _text(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
-_NOT_BLANK = r"\S"
-_PATH_TEXT = r"^[^.\s]+(\.[^.\s]+)*$"
-_PERCENT_TEXT = r"^\s*\+?0*(\d{1,2}(\.\d*)?|\.\d+)\s*%\s*$"
-_INSTANT_TEXT = r"^\s*\d{4}-?\d{2}-?\d{2}[T ].*(Z|[+-]\d{2}(:?\d{2}(:?\d{2}(\.\d+)?)?)?)\s*$"
-
-JourneyId = Annotated[str, AfterValidator(_journey_id), _text(r"^[a-z0-9][a-z0-9_-]{0,63}$")]
-Identifier = Annotated[str, AfterValidator(_identifier), _text(r"^[a-z0-9_-]{1,64}$")]
-Locale = Annotated[str, AfterValidator(_locale), _text(r"^[a-z]{2,8}(-[a-z0-9]{1,8})*$")]
-Text = Annotated[str, AfterValidator(_not_blank), _text(_NOT_BLANK)]
-PropertyPath = Annotated[str, AfterValidator(_property_path), _text(_PATH_TEXT)]
-TraitPath = Annotated[
-    str,
-    AfterValidator(_trait_path),
-    _text(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"),
-]
-Template = Annotated[str, AfterValidator(_not_blank), AfterValidator(_template), _text(_NOT_BLANK)]
-Subject = Annotated[Template, AfterValidator(_single_line), _text(r"^\s*\S([^\n]*\S)?\s*$")]
-WaitDuration = Annotated[
-    int, _duration(0), _duration_json(0), PlainSerializer(_written_duration, when_used="json")
-]
-PositiveDuration = Annotated[
-    int, _duration(1), _duration_json(1), PlainSerializer(_written_duration, when_used="json")
-]
-SignedDuration = Annotated[
-    int,
-    PlainValidator(_signed_duration),
-    _duration_json(0, signed=True),
-    PlainSerializer(_written_signed_duration, when_used="json"),
-]
-ConditionSpec = Annotated[
-    tuple[Condition, ...],
-    PlainValidator(_conditions),
-    WithJsonSchema(_condition_json()),
-    PlainSerializer(_written_conditions, when_used="json"),
-]
-Clock = Annotated[str, PlainValidator(_clock), _CLOCK_JSON]
-ChannelName = Annotated[
-    str, PlainValidator(_channel), WithJsonSchema({"type": "string", "enum": list(CHANNELS)})
-]
-TimeZone = Annotated[
-    str,
-    AfterValidator(_timezone),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "pattern": r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$",
-            "maxLength": local_time.MAX_ZONE_NAME,
-            "examples": ["Europe/Paris", "Asia/Seoul", "UTC"],
-        }
-    ),
-]
-Percent = Annotated[
-    float,
-    PlainValidator(_percent),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0, "exclusiveMaximum": 100},
-                {"type": "string", "pattern": _PERCENT_TEXT},
-            ]
-        }
-    ),
-    PlainSerializer(_written_percent, when_used="json"),
-]
-ReentrySpec = Annotated[
-    Reentry,
-    PlainValidator(_reentry),
-    WithJsonSchema(
-        {
-            "oneOf": [
-                {"const": "once"},
-                {
-                    "type": "object",
-                    "properties": {"after": _duration_json(1).json_schema},
-                    "required": ["after"],
-                    "additionalProperties": False,
-                },
-                {
-                    "type": "object",
-                    "properties": {"concurrent": {"type": "string", "pattern": _PATH_TEXT}},
-                    "required": ["concurrent"],
-                    "additionalProperties": False,
-                },
-            ]
-        }
-    ),
-    PlainSerializer(_written_reentry, when_used="json"),
-]
-# Strict: YAML reads yes/no/on/off as booleans, which must not pass for 1 and 0 (or "5" for 5).
-Count = Annotated[int, Strict()]
-Flag = Annotated[bool, Strict()]
-Fraction = Annotated[float, Strict()]
-DwellAction = Literal["exit", "continue"]
 
 
 class _Spec(BaseModel):
@@ -596,6 +184,11 @@ class WaitUntilSpec(_Spec):
         if self.until is None and self.weekdays is not None:
             fail("weekdays go with until")
         return self
+
+
+def _wait_kind(value: object) -> str:
+    # A WaitUntilSpec instance comes from Python code, and from serializing a validated wait.
+    return "@timed" if isinstance(value, dict | WaitUntilSpec) else "@duration"
 
 
 WaitSpec = Annotated[
