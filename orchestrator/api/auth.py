@@ -19,6 +19,9 @@ def get_services(request: Request) -> Services:
     return services
 
 
+# The source of the write key fixed by configuration (`JOURNEYMAN_WRITE_KEY` or the data dir).
+DEFAULT_SOURCE = "default"
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
@@ -35,7 +38,8 @@ def basic_user(request: Request) -> str | None:
     return decoded.partition(":")[0]
 
 
-def check_write_key(services: Services, supplied: str | None) -> None:
+async def check_write_key(services: Services, supplied: str | None) -> str:
+    """The id of the source whose write key this is; 401 for a missing or unknown key."""
     if supplied is None:
         raise ApiError(
             401,
@@ -45,6 +49,7 @@ def check_write_key(services: Services, supplied: str | None) -> None:
         )
     if not secrets.compare_digest(supplied.encode(), services.write_key.encode()):
         raise ApiError(401, "unauthorized", "unknown write key")
+    return DEFAULT_SOURCE
 
 
 def require_admin(request: Request, services: ServicesDep) -> None:

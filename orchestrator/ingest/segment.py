@@ -70,19 +70,34 @@ class Batch(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict)
 
 
+MessageType = Literal["track", "identify", "page", "screen", "group", "alias"]
+
+
 class IncomingEvent(BaseModel):
-    """An accepted message, normalised: one customer id, a message id, a time."""
+    """An accepted message, normalised: one customer id, a message id, a time.
+
+    ``customer_id`` is the id the message names (``userId``, else ``anonymousId``); storing it
+    resolves that to the canonical customer when identities were merged. For ``page`` and
+    ``screen`` messages ``event`` holds the page or screen name.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     message_id: str
-    type: Literal["track", "identify"]
+    type: MessageType
     customer_id: str
     event: str | None
     properties: dict[str, Any]
     traits: dict[str, Any]
     context: dict[str, Any]
     occurred_at: datetime
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    previous_id: str | None = None  # alias: the id that becomes ``user_id``
+    group_id: str | None = None  # group: the account the customer belongs to
+    sent_at: datetime | None = None
+    received_at: datetime | None = None  # set by the server; None means "now" when stored
+    source_id: str | None = None  # which write key's source sent it
 
 
 def normalise(
@@ -97,6 +112,8 @@ def normalise(
         message_id=message.message_id or str(uuid.uuid4()),
         type=message.type,
         customer_id=message.customer_id,
+        user_id=message.user_id,
+        anonymous_id=message.anonymous_id,
         event=message.event if isinstance(message, Track) else None,
         properties=message.properties if isinstance(message, Track) else {},
         traits=message.traits if isinstance(message, Identify) else {},

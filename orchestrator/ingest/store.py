@@ -27,9 +27,10 @@ class IngestResult:
 
 async def _store_event(conn: asyncpg.Connection, event: IncomingEvent) -> int | None:
     event_id: int | None = await conn.fetchval(
-        "INSERT INTO events"
-        " (message_id, type, customer_id, event, properties, traits, context, occurred_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (message_id) DO NOTHING RETURNING id",
+        "INSERT INTO events (message_id, type, customer_id, event, properties, traits, context,"
+        " occurred_at, user_id, anonymous_id, sent_at, source_id, received_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13, now()))"
+        " ON CONFLICT (message_id) DO NOTHING RETURNING id",
         event.message_id,
         event.type,
         event.customer_id,
@@ -38,6 +39,11 @@ async def _store_event(conn: asyncpg.Connection, event: IncomingEvent) -> int | 
         event.traits,
         event.context,
         event.occurred_at,
+        event.user_id,
+        event.anonymous_id,
+        event.sent_at,
+        event.source_id,
+        event.received_at,
     )
     if event_id is None:
         return None

@@ -44,7 +44,7 @@ async def _accept(
     supplied = basic_user(request)
     if supplied is None and isinstance(body, dict) and isinstance(body.get("writeKey"), str):
         supplied = body["writeKey"]
-    check_write_key(services, supplied)
+    await check_write_key(services, supplied)
     parsed = _parse(model, body)
     events: list[IncomingEvent]
     if isinstance(parsed, Batch):

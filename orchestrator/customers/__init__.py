@@ -1,0 +1,1 @@
+"""Customer data: one identity per person, profile metrics, segments and personas, erasure."""
