@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio import activity
@@ -28,6 +28,7 @@ from journeyman.channels import (
     RetryableDeliveryError,
     message_id_for,
 )
+from journeyman.orchestrator.customers import identity
 from journeyman.orchestrator.storage import (
     behaviour,
     delivery_rules,
@@ -52,6 +53,8 @@ from .plan import (
     WaitStep,
 )
 from .program import bucket
+
+_Input = TypeVar("_Input", StepInput, SendInput)
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +122,17 @@ class JourneyActivities:
         async with self._pool.acquire() as conn:
             return await runs.record_transition(conn, **input.model_dump())
 
+    async def _as_merged(self, input: _Input) -> _Input:
+        """The input for the customer its id stands for now.
+
+        A run keeps the customer id it started with; when identify or alias joined that id
+        to another customer, the profile, history and caps to use are the merged customer's.
+        """
+        customer_id = await identity.canonical(self._pool, input.customer_id)
+        if customer_id == input.customer_id:
+            return input
+        return input.model_copy(update={"customer_id": customer_id})
+
     async def _step(self, input: StepInput, kind: type[Step]) -> tuple[Plan, Any]:
         plan = await self._plan(input.journey_id, input.version)
         step = plan.step(input.step_id)
@@ -129,6 +143,7 @@ class JourneyActivities:
     @activity.defn(name="evaluate_branch")
     async def evaluate_branch(self, input: StepInput) -> int:
         """The index of the first case whose condition holds, or ``len(cases)`` (otherwise)."""
+        input = await self._as_merged(input)
         _, step = await self._step(input, BranchStep)
         assert isinstance(step, BranchStep)
         trees = [_condition(case.when) for case in step.cases]
@@ -146,6 +161,7 @@ class JourneyActivities:
     @activity.defn(name="assign_variant")
     async def assign_variant(self, input: StepInput) -> int:
         """The experiment variant for this customer: the winner once decided, else by weight."""
+        input = await self._as_merged(input)
         _, step = await self._step(input, ExperimentStep)
         assert isinstance(step, ExperimentStep)
         names = [variant.name for variant in step.variants]
@@ -203,6 +219,7 @@ class JourneyActivities:
 
     @activity.defn(name="update_profile")
     async def update_profile(self, input: StepInput) -> None:
+        input = await self._as_merged(input)
         _, step = await self._step(input, UpdateStep)
         assert isinstance(step, UpdateStep)
         async with self._pool.acquire() as conn:
@@ -217,6 +234,7 @@ class JourneyActivities:
     @activity.defn(name="resolve_wait")
     async def resolve_wait(self, input: StepInput) -> datetime | None:
         """When a timed wait ends, in UTC; None when the profile has no usable date."""
+        input = await self._as_merged(input)
         plan, step = await self._step(input, WaitStep)
         assert isinstance(step, WaitStep)
         traits = await profiles.traits(self._pool, input.customer_id)
@@ -224,6 +242,7 @@ class JourneyActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendInput) -> SendResult:
+        input = await self._as_merged(input)
         plan = await self._plan(input.journey_id, input.version)
         step = plan.step(input.step_id)
         if not isinstance(step, SendStep):

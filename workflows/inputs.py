@@ -13,6 +13,10 @@ from pydantic import BaseModel, Field
 
 EVENT_SIGNAL = "event"
 
+# An engine event that ends the run that receives it, counted as an exit from its stage:
+# sent when two customers merge and both were on the journey, or when a customer is erased.
+RUN_ENDED_EVENT = "Journey Run Ended"
+
 
 class JourneyEvent(BaseModel):
     """A customer event delivered to a run (the signal payload); ``message_id`` dedupes."""

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from .activities import JourneyActivities
     from .inputs import (
+        RUN_ENDED_EVENT,
         JourneyInput,
         Outcome,
         RunState,
@@ -52,6 +53,9 @@ ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+
+# The engine's own exit, watched like the plan's exits (identity merges, erasure).
+RUN_ENDED = EventMatch(event=RUN_ENDED_EVENT)
 
 
 # How a stage ended for the run: the transition outcomes, plus two internal ones.
@@ -161,6 +165,8 @@ class StageRunner:
                 if arrived is None or arrived <= deadline:
                     return "goal"
         if any(self.wf.find(match) is not None for match in self.plan.exits):
+            return "exited"
+        if self.wf.find(RUN_ENDED) is not None:
             return "exited"
         return None
 

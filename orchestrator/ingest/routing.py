@@ -6,20 +6,29 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from journeyman.orchestrator.customers.definitions import SegmentDefinition
+from journeyman.orchestrator.customers.membership import SegmentIndex
 from journeyman.workflows.plan import Plan
 
 
 @dataclass
 class TriggerIndex:
-    """Maps event names to the journeys that enter on them or react to them."""
+    """Maps event names to the journeys that enter on them or react to them, and holds the
+    deployed segments whose membership ingest keeps live."""
 
     active: dict[str, Plan] = field(default_factory=dict)  # journey id -> active plan
+    segments: SegmentIndex = field(default_factory=SegmentIndex)
     # event name -> journeys that react to it in any deployed version (runs stay pinned to theirs)
     _concerned: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, active: Iterable[Plan], others: Iterable[Plan] = ()) -> TriggerIndex:
-        index = cls()
+    def build(
+        cls,
+        active: Iterable[Plan],
+        others: Iterable[Plan] = (),
+        segments: Iterable[SegmentDefinition] = (),
+    ) -> TriggerIndex:
+        index = cls(segments=SegmentIndex.build(segments))
         for plan in active:
             index.active[plan.journey_id] = plan
             index._add(plan)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from journeyman.orchestrator.customers import identity, membership
+from journeyman.orchestrator.customers.events import ENGINE_SOURCE, RUN_ENDED
+from journeyman.orchestrator.customers.membership import change_event_fields
 from journeyman.orchestrator.storage.outbox import notify_outbox
 from journeyman.workflows.conditions import matches
 from journeyman.workflows.inputs import JourneyEvent
@@ -23,6 +27,7 @@ class IngestResult:
     accepted: int  # new messages stored
     duplicates: int  # messages whose messageId was already stored (accepted, ignored)
     routed: int  # outbox rows written
+    merges: int = 0  # customers joined into others by identify or alias
 
 
 async def _store_event(conn: asyncpg.Connection, event: IncomingEvent) -> int | None:
@@ -47,14 +52,35 @@ async def _store_event(conn: asyncpg.Connection, event: IncomingEvent) -> int | 
     )
     if event_id is None:
         return None
+    traits, consent = _profile_update(event)
     await conn.execute(
-        "INSERT INTO profiles (customer_id, traits) VALUES ($1, $2)"
+        "INSERT INTO profiles (customer_id, traits, consent) VALUES ($1, $2, $3)"
         " ON CONFLICT (customer_id) DO UPDATE"
-        " SET traits = profiles.traits || excluded.traits, updated_at = now()",
+        " SET traits = profiles.traits || excluded.traits,"
+        " consent = profiles.consent || excluded.consent, updated_at = now()",
         event.customer_id,
-        event.traits,
+        traits,
+        consent,
     )
     return event_id
+
+
+def _profile_update(event: IncomingEvent) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Traits and consent an event sets on its customer's profile.
+
+    Only ``identify`` describes the customer (``group`` traits describe their account).
+    A ``consent`` trait that maps channels to true/false is the customer's consent per
+    channel, kept apart from free-form traits so no template or export mistakes it for one.
+    """
+    if event.type != "identify":
+        return {}, {}
+    traits = dict(event.traits)
+    consent = traits.pop("consent", None)
+    if isinstance(consent, dict) and all(isinstance(v, bool) for v in consent.values()):
+        return traits, consent
+    if consent is not None:
+        traits["consent"] = consent
+    return traits, {}
 
 
 async def _route(
@@ -64,12 +90,7 @@ async def _route(
     concerned = index.journeys_for(event.event)
     if not concerned:
         return 0  # most traffic: stored, and nothing more to do
-    signal = JourneyEvent(
-        message_id=event.message_id,
-        name=event.event,
-        properties=event.properties,
-        occurred_at=event.occurred_at,
-    ).model_dump(mode="json")
+    signal = _signal(event)
     routed = 0
     for journey_id in concerned:
         plan = index.active.get(journey_id)  # None: paused, archived, or only older versions
@@ -91,41 +112,222 @@ async def _route(
             if workflow_id is not None:
                 rows.append((workflow_id, plan.version, True))
         for workflow_id, version, is_entry in rows:
-            await conn.execute(
-                "INSERT INTO outbox"
-                " (event_id, journey_id, version, customer_id, workflow_id, payload)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                event_id,
-                journey_id,
-                version,
-                event.customer_id,
-                workflow_id,
-                {"entry": is_entry, "event": signal},
+            await _to_outbox(
+                conn,
+                event_id=event_id,
+                journey_id=journey_id,
+                version=version,
+                customer_id=event.customer_id,
+                workflow_id=workflow_id,
+                payload={"entry": is_entry, "event": signal},
             )
             routed += 1
     return routed
 
 
+def _signal(event: IncomingEvent) -> dict[str, Any]:
+    """The event as a run receives it (the signal payload)."""
+    assert event.event is not None
+    return JourneyEvent(
+        message_id=event.message_id,
+        name=event.event,
+        properties=event.properties,
+        occurred_at=event.occurred_at,
+    ).model_dump(mode="json")
+
+
+async def _to_outbox(
+    conn: asyncpg.Connection,
+    *,
+    event_id: int,
+    journey_id: str,
+    version: str,
+    customer_id: str,
+    workflow_id: str,
+    payload: dict[str, Any],
+) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (event_id, journey_id, version, customer_id, workflow_id, payload)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        event_id,
+        journey_id,
+        version,
+        customer_id,
+        workflow_id,
+        payload,
+    )
+
+
 async def ingest(
     pool: asyncpg.Pool, *, events: list[IncomingEvent], index: TriggerIndex
 ) -> IngestResult:
-    """Commit every new message (and its outbox rows) before returning; duplicates are skipped."""
-    accepted = duplicates = routed = 0
+    """Commit every new message (and its outbox rows) before returning; duplicates are skipped.
+
+    In the same transaction: identities are joined (``identify``, ``alias``), and the
+    segments the messages can change are re-evaluated for their customers, entering and
+    leaving stored as engine events and routed like any other.
+    """
     # Rows are locked in customer order (stable, so each customer's events keep theirs), so
-    # concurrent batches touching the same customers cannot deadlock on profiles and runs.
+    # concurrent batches touching the same customers rarely wait on each other; a merge
+    # joins two customers, so a deadlock remains possible: the whole batch is then retried
+    # (nothing of it was committed).
     ordered = sorted(events, key=lambda e: e.customer_id)
-    async with pool.acquire() as conn, conn.transaction():
-        for event in ordered:
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await _ingest(conn, ordered, index)
+        except asyncpg.DeadlockDetectedError:
+            if attempt == DEADLOCK_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+DEADLOCK_ATTEMPTS = 3
+
+
+@dataclass
+class _Pass:
+    """What one ingest transaction has done so far."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    routed: int = 0
+    merges: int = 0
+    # canonical customer -> ids of the segments to re-evaluate for them at the end
+    touched: dict[str, set[str]] = field(default_factory=dict)
+
+    def touch(self, customer_id: str, segment_ids: set[str]) -> None:
+        if segment_ids:
+            self.touched.setdefault(customer_id, set()).update(segment_ids)
+
+
+async def _ingest(
+    conn: asyncpg.Connection, ordered: list[IncomingEvent], index: TriggerIndex
+) -> IngestResult:
+    done = _Pass()
+    for message in ordered:
+        event = await _join_identities(conn, message, index, done)
+        event_id = await _store_event(conn, event)
+        if event_id is None:
+            done.duplicates += 1
+            continue
+        done.accepted += 1
+        if event.type == "track":
+            done.routed += await _route(conn, event, event_id, index)
+        engine = event.context.get("source") == ENGINE_SOURCE
+        done.touch(
+            event.customer_id,
+            index.segments.affected_by(kind=event.type, name=event.event, engine=engine),
+        )
+    await _update_segments(conn, index, done)
+    if done.routed:
+        await notify_outbox(conn)
+    return IngestResult(
+        accepted=done.accepted, duplicates=done.duplicates, routed=done.routed, merges=done.merges
+    )
+
+
+async def _join_identities(
+    conn: asyncpg.Connection, event: IncomingEvent, index: TriggerIndex, done: _Pass
+) -> IncomingEvent:
+    """Merge what the message says belongs together; return it for its canonical customer.
+
+    ``identify`` joins an anonymous id to the user id when that anonymous id is still a
+    customer of its own (an anonymous id already joined to someone else, as on a shared
+    device, is left with them). ``alias`` joins ``previousId`` into ``userId`` whatever it
+    is: the caller says outright that the two are one person.
+    """
+    merged: identity.Merge | None = None
+    if (
+        event.type == "identify"
+        and event.user_id is not None
+        and event.anonymous_id is not None
+        and event.anonymous_id != event.user_id
+        and await identity.canonical(conn, event.anonymous_id) == event.anonymous_id
+    ):
+        merged = await identity.merge(
+            conn,
+            from_id=event.anonymous_id,
+            into_id=event.user_id,
+            reason="identify",
+            message_id=event.message_id,
+        )
+    elif event.type == "alias" and event.previous_id and event.previous_id != event.customer_id:
+        merged = await identity.merge(
+            conn,
+            from_id=event.previous_id,
+            into_id=event.customer_id,
+            reason="alias",
+            message_id=event.message_id,
+        )
+    if merged is not None:
+        done.merges += 1
+        done.routed += await end_runs(
+            conn, customer_id=merged.into_id, runs=merged.runs.ended, reason="merged"
+        )
+        # The joined side's memberships are gone; the merged customer's may have changed.
+        done.touched.pop(merged.from_id, None)
+        done.touch(merged.into_id, index.segments.every_id())
+    customer_id = await identity.canonical(conn, event.customer_id)
+    if customer_id != event.customer_id:
+        event = event.model_copy(update={"customer_id": customer_id})
+    return event
+
+
+async def end_runs(
+    conn: asyncpg.Connection,
+    *,
+    customer_id: str,
+    runs: list[tuple[str, str, str]],
+    reason: str,
+) -> int:
+    """End journey runs (workflow id, journey, version) through the outbox, counted as exits.
+
+    The engine's run-ended event is stored once and routed to each run, so the run leaves
+    by its own transition (KPIs stay right) as soon as the dispatcher delivers it.
+    """
+    if not runs:
+        return 0
+    ended = IncomingEvent(
+        message_id=f"run-ended:{uuid.uuid4()}",
+        type="track",
+        customer_id=customer_id,
+        event=RUN_ENDED,
+        properties={"reason": reason},
+        traits={},
+        context={"source": ENGINE_SOURCE},
+        occurred_at=datetime.now(UTC),
+    )
+    event_id = await _store_event(conn, ended)
+    assert event_id is not None  # a fresh message id
+    signal = _signal(ended)
+    for workflow_id, journey_id, version in runs:
+        await _to_outbox(
+            conn,
+            event_id=event_id,
+            journey_id=journey_id,
+            version=version,
+            customer_id=customer_id,
+            workflow_id=workflow_id,
+            payload={"entry": False, "event": signal},
+        )
+    return len(runs)
+
+
+async def _update_segments(conn: asyncpg.Connection, index: TriggerIndex, done: _Pass) -> None:
+    """Re-evaluate the touched customers' segments; store and route who entered and left."""
+    if not done.touched or not len(index.segments):
+        return
+    now = datetime.now(UTC)
+    for customer_id in sorted(done.touched):
+        segments = index.segments.pick(done.touched[customer_id])
+        for change in await membership.reevaluate(
+            conn, customer_id=customer_id, segments=segments, now=now
+        ):
+            event = IncomingEvent(**change_event_fields(change), occurred_at=now)
             event_id = await _store_event(conn, event)
-            if event_id is None:
-                duplicates += 1
-                continue
-            accepted += 1
-            if event.type == "track":
-                routed += await _route(conn, event, event_id, index)
-        if routed:
-            await notify_outbox(conn)
-    return IngestResult(accepted=accepted, duplicates=duplicates, routed=routed)
+            if event_id is not None:
+                done.routed += await _route(conn, event, event_id, index)
 
 
 # The event an API entry is stored as: the run's entry event, with the caller's properties.
@@ -152,17 +354,18 @@ async def admit(
     The request is stored as an event (its message id dedupes retries) with its outbox row in
     the same transaction, like any other entry, so nothing accepted is lost.
     """
-    event = IncomingEvent(
-        message_id=message_id,
-        type="track",
-        customer_id=customer_id,
-        event=API_ENTRY_EVENT,
-        properties=properties,
-        traits={},
-        context={"journey_id": plan.journey_id},
-        occurred_at=datetime.now(UTC),
-    )
     async with pool.acquire() as conn, conn.transaction():
+        customer_id = await identity.canonical(conn, customer_id)
+        event = IncomingEvent(
+            message_id=message_id,
+            type="track",
+            customer_id=customer_id,
+            event=API_ENTRY_EVENT,
+            properties=properties,
+            traits={},
+            context={"journey_id": plan.journey_id},
+            occurred_at=datetime.now(UTC),
+        )
         event_id = await _store_event(conn, event)
         runs = await entry.customer_runs(conn, plan.journey_id, customer_id)
         if event_id is None:
@@ -174,21 +377,14 @@ async def admit(
         workflow_id = await entry.enter(conn, plan, customer_id, runs, properties)
         if workflow_id is None:
             return Admission(False, None, "a concurrent request entered this customer first")
-        signal = JourneyEvent(
-            message_id=message_id,
-            name=API_ENTRY_EVENT,
-            properties=properties,
-            occurred_at=event.occurred_at,
-        ).model_dump(mode="json")
-        await conn.execute(
-            "INSERT INTO outbox (event_id, journey_id, version, customer_id, workflow_id, payload)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            event_id,
-            plan.journey_id,
-            plan.version,
-            customer_id,
-            workflow_id,
-            {"entry": True, "event": signal},
+        await _to_outbox(
+            conn,
+            event_id=event_id,
+            journey_id=plan.journey_id,
+            version=plan.version,
+            customer_id=customer_id,
+            workflow_id=workflow_id,
+            payload={"entry": True, "event": _signal(event)},
         )
         await notify_outbox(conn)
     return Admission(True, workflow_id)

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 from temporalio.client import WorkflowHandle
 
-from journeyman.workflows.inputs import MigrateInput
+from journeyman.orchestrator.customers import identity
+from journeyman.workflows.inputs import RUN_ENDED_EVENT, MigrateInput
 from journeyman.workflows.journey import JourneyWorkflow, is_held_out
 
 from .conftest import Harness, event
@@ -272,6 +273,57 @@ async def test_exit_and_goal_are_watched_continuously(harness: Harness) -> None:
         "SELECT goal, exited FROM stage_kpis WHERE journey_id = 'exits-and-goal'"
     )
     assert kpis is not None and (kpis["goal"], kpis["exited"]) == (1, 1)
+
+
+async def test_the_engines_run_ended_event_ends_a_run_as_an_exit(harness: Harness) -> None:
+    # Sent when two customers merge while both are on the journey, or on erasure: the run
+    # leaves at once, mid-delay, by its own transition, so the stage counts the exit.
+    plan = await harness.deploy(EXIT_AND_GOAL.replace("exits-and-goal", "run-ended"))
+    await harness.profile("m1", email="m1@example.com")
+    run = await harness.enter(plan, "m1")
+    await wait_until(lambda: _sent(harness, "m1@"))
+    await run.signal(JourneyWorkflow.on_event, event(RUN_ENDED_EVENT, reason="merged"))
+    assert await run.result() == "exited"
+    assert await run_time(run) < timedelta(hours=1)
+    assert subjects(harness, "m1@") == ["First"]
+    exited = await harness.pool.fetchval(
+        "SELECT exited FROM stage_kpis WHERE journey_id = 'run-ended'"
+    )
+    assert exited == 1
+
+
+MERGED_SEND = """
+id: merged-send
+name: Send after a merge
+entry: {event: Signed Up}
+stages:
+  - name: only
+    touchpoints:
+      - wait: 1d
+      - send: {id: hello, subject: "Hello {{ profile.name }}", body: "Hi"}
+"""
+
+
+async def test_a_run_handed_over_by_a_merge_reads_the_merged_profile(harness: Harness) -> None:
+    plan = await harness.deploy(MERGED_SEND)
+    await harness.profile("visitor-1")  # anonymous: no address yet
+    await harness.profile("known-1", email="known-1@example.com", name="Ana")
+    run = await harness.enter(plan, "visitor-1")
+    await wait_until(lambda: _has_run(harness, run.id))
+    async with harness.pool.acquire() as conn, conn.transaction():
+        merged = await identity.merge(
+            conn, from_id="visitor-1", into_id="known-1", reason="identify"
+        )
+    assert merged is not None and merged.runs.handed_over == [run.id]
+    assert await run.result() == "completed"
+    assert subjects(harness, "known-1@") == ["Hello Ana"]
+
+
+async def _has_run(harness: Harness, workflow_id: str) -> bool:
+    found = await harness.pool.fetchval(
+        "SELECT count(*) FROM journey_runs WHERE workflow_id = $1", workflow_id
+    )
+    return bool(found)
 
 
 async def _sent(harness: Harness, *recipients: str) -> bool:
