@@ -129,8 +129,15 @@ async def merge(
         target,
     )
     await conn.execute("DELETE FROM experiment_assignments WHERE customer_id = $1", source)
-    # Memberships are re-evaluated for the merged customer by the caller; the joined side's
-    # vanish with it (they are not exits: that person is still here, under another id).
+    # Memberships move over (the person was in the segment already, under another id: no
+    # second "entered"); the caller re-evaluates the merged customer, who may now leave some.
+    await conn.execute(
+        "UPDATE segment_memberships m SET customer_id = $2 WHERE customer_id = $1"
+        " AND NOT EXISTS (SELECT 1 FROM segment_memberships n"
+        " WHERE n.segment_id = m.segment_id AND n.customer_id = $2)",
+        source,
+        target,
+    )
     await conn.execute("DELETE FROM segment_memberships WHERE customer_id = $1", source)
     runs = await _hand_over_runs(conn, source, target)
     moved["runs_handed_over"] = len(runs.handed_over)
