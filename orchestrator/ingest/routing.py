@@ -4,7 +4,7 @@ events touch Temporal). Rebuilt from Postgres on start-up and on every deploy no
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from journeyman.orchestrator.customers.definitions import SegmentDefinition
 from journeyman.orchestrator.customers.membership import SegmentIndex
@@ -39,6 +39,10 @@ class TriggerIndex:
     def _add(self, plan: Plan) -> None:
         for name in plan.event_names():
             self._concerned.setdefault(name, set()).add(plan.journey_id)
+
+    def with_segments(self, segments: SegmentIndex) -> TriggerIndex:
+        """The same journeys, evaluating other segments (the sweep picks its own)."""
+        return replace(self, segments=segments)
 
     def journeys_for(self, event: str) -> list[str]:
         """Journey ids, sorted, for which an event with this name may matter."""

@@ -316,18 +316,40 @@ async def end_runs(
 
 async def _update_segments(conn: asyncpg.Connection, index: TriggerIndex, done: _Pass) -> None:
     """Re-evaluate the touched customers' segments; store and route who entered and left."""
-    if not done.touched or not len(index.segments):
-        return
-    now = datetime.now(UTC)
-    for customer_id in sorted(done.touched):
-        segments = index.segments.pick(done.touched[customer_id])
+    if done.touched and len(index.segments):
+        done.routed += await refresh_memberships(
+            conn, index=index, customers=done.touched, now=datetime.now(UTC)
+        )
+
+
+async def refresh_memberships(
+    conn: asyncpg.Connection,
+    *,
+    index: TriggerIndex,
+    customers: dict[str, set[str]],
+    now: datetime,
+    silent: bool = False,
+) -> int:
+    """Re-evaluate segments (customer -> segment ids) inside the caller's transaction.
+
+    Each change is stored as the engine event ``Segment Entered`` or ``Segment Exited`` and
+    routed like a tracked event; returns the outbox rows written. ``silent`` records the
+    memberships only: filling a newly deployed segment must not look like a crowd of
+    customers entering it at once.
+    """
+    routed = 0
+    for customer_id in sorted(customers):
+        segments = index.segments.pick(customers[customer_id])
         for change in await membership.reevaluate(
             conn, customer_id=customer_id, segments=segments, now=now
         ):
+            if silent:
+                continue
             event = IncomingEvent(**change_event_fields(change), occurred_at=now)
             event_id = await _store_event(conn, event)
             if event_id is not None:
-                done.routed += await _route(conn, event, event_id, index)
+                routed += await _route(conn, event, event_id, index)
+    return routed
 
 
 # The event an API entry is stored as: the run's entry event, with the caller's properties.

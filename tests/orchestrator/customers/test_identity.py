@@ -47,7 +47,7 @@ def message(
 ) -> IncomingEvent:
     return IncomingEvent(
         message_id=str(uuid.uuid4()),
-        type=kind,  # type: ignore[arg-type]
+        type=kind,
         customer_id=user or anon or "",
         user_id=user,
         anonymous_id=anon,

@@ -66,7 +66,7 @@ def message(kind: str, customer: str, **fields: Any) -> IncomingEvent:
     anonymous = fields.pop("anon", None)
     return IncomingEvent(
         message_id=str(uuid.uuid4()),
-        type=kind,  # type: ignore[arg-type]
+        type=kind,
         customer_id=customer,
         user_id=None if customer == anonymous else customer,
         anonymous_id=anonymous,
