@@ -28,6 +28,8 @@ ENVIRONMENT: dict[str, str] = {
     "admin_token": "JOURNEYMAN_ADMIN_TOKEN",
     "journeys_dir": "JOURNEYMAN_JOURNEYS_DIR",
     "max_body_bytes": "JOURNEYMAN_MAX_BODY_BYTES",
+    "ingest_max_in_flight": "JOURNEYMAN_INGEST_MAX_IN_FLIGHT",
+    "ingest_queue_seconds": "JOURNEYMAN_INGEST_QUEUE_SECONDS",
     "smtp_host": "JOURNEYMAN_SMTP_HOST",
     "smtp_port": "JOURNEYMAN_SMTP_PORT",
     "smtp_security": "JOURNEYMAN_SMTP_SECURITY",
@@ -64,6 +66,10 @@ class Settings(BaseModel):
     journeys_dir: Path = Path("journeys")
     # Segment documents 500 KB per batch request; a little headroom for envelopes.
     max_body_bytes: int = Field(default=512 * 1024, gt=0)
+    # Ingest requests at work at once per API process; past it, and past a short wait for a
+    # turn or a database connection, ingest answers 503 with Retry-After instead of queueing.
+    ingest_max_in_flight: int = Field(default=64, ge=1)
+    ingest_queue_seconds: float = Field(default=1.0, ge=0, le=60)
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_security: SmtpSecurity = "none"

@@ -1,5 +1,8 @@
-"""Credentials: a write key for ingest (HTTP Basic user or ``writeKey`` in the body, as the
-Segment spec allows) and an admin bearer token for every ``/api`` route."""
+"""Credentials: write keys for ingest (HTTP Basic user or ``writeKey`` in the body, as the
+Segment spec allows), one per source, and an admin bearer token for every ``/api`` route.
+
+Write keys are never logged: a rejected key is reported without the key itself.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Request
+
+from journeyman.orchestrator.storage.sources import source_for_key
 
 from .errors import ApiError
 from .services import Services
@@ -39,7 +44,11 @@ def basic_user(request: Request) -> str | None:
 
 
 async def check_write_key(services: Services, supplied: str | None) -> str:
-    """The id of the source whose write key this is; 401 for a missing or unknown key."""
+    """The id of the source whose write key this is; 401 for a missing, unknown or revoked key.
+
+    The configured key is the source `DEFAULT_SOURCE`; any other key is looked up by its
+    digest in ``sources`` on every call, so a revocation holds at once in every process.
+    """
     if supplied is None:
         raise ApiError(
             401,
@@ -47,9 +56,14 @@ async def check_write_key(services: Services, supplied: str | None) -> str:
             "a write key is required (HTTP Basic user or writeKey in the body)",
             headers={"WWW-Authenticate": 'Basic realm="journeyman"'},
         )
-    if not secrets.compare_digest(supplied.encode(), services.write_key.encode()):
-        raise ApiError(401, "unauthorized", "unknown write key")
-    return DEFAULT_SOURCE
+    if secrets.compare_digest(supplied.encode(), services.write_key.encode()):
+        return DEFAULT_SOURCE
+    # The lookup goes by SHA-256 digest, so its timing says nothing about the stored keys.
+    source_id = await source_for_key(services.pool, key=supplied) if supplied else None
+    if source_id is None:
+        # One message for both cases: a caller learns nothing about which keys ever existed.
+        raise ApiError(401, "unauthorized", "unknown or revoked write key")
+    return source_id
 
 
 def require_admin(request: Request, services: ServicesDep) -> None:

@@ -1,4 +1,9 @@
-"""Reading request bodies within the documented limit, gzip included."""
+"""Reading request bodies within the documented limit, gzip included.
+
+The body is read as JSON whatever its ``Content-Type``: browsers send beacons as ``text/plain``
+(a "simple" request needs no CORS preflight), and ``curl -d`` sends form encoding unless told
+otherwise. JSON is UTF-8 by its RFC, so a declared charset is not needed either.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,11 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def read_json(request: Request, *, limit: int) -> Any:
-    """The JSON body, refusing more than ``limit`` bytes before or after decompression."""
+    """The JSON body, refusing more than ``limit`` bytes before or after decompression.
+
+    ``application/json``, ``text/plain`` (beacons) or any other declared type: only the bytes
+    decide; a body that is not JSON is a 400.
+    """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)

@@ -1,76 +1,213 @@
-"""Segment-compatible ingest: ``/v1/track``, ``/v1/identify``, ``/v1/batch`` and short forms.
+"""Segment-compatible ingest: ``/v1/{track,identify,page,screen,group,alias,batch}``.
 
-A 2xx is sent only after the messages are committed (with their outbox rows).
+Each has its short form (``/v1/t``, ``/v1/i``, ``/v1/p``, ``/v1/s``, ``/v1/g``, ``/v1/a``,
+``/v1/b``). A 2xx is sent only after the messages are committed (with their outbox rows). A
+single message that is not valid is a 400 and one over the message limit a 413; in a batch
+such messages are rejected alone and listed in the answer, the others are accepted.
+Backpressure (``..backpressure``) answers 503 with ``Retry-After`` rather than queueing without
+bound.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from journeyman.orchestrator.ingest import Batch, Identify, IncomingEvent, Track, ingest, normalise
+from journeyman.orchestrator.ingest import IncomingEvent, ingest
+from journeyman.orchestrator.ingest.segment import (
+    Alias,
+    Batch,
+    Group,
+    Identify,
+    Message,
+    MessageRejected,
+    Page,
+    Problem,
+    Rejected,
+    Screen,
+    Track,
+    normalise,
+    parse_message,
+    problems_of,
+    read_batch,
+)
 
 from ..auth import ServicesDep, basic_user, check_write_key
+from ..backpressure import PatientPool, database_unavailable_is_503
 from ..body import read_json
-from ..errors import ApiError, field_errors
+from ..errors import ApiError
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
-_M = TypeVar("_M", bound=BaseModel)
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class RejectedMessage(BaseModel):
+    """A message of a batch that was not accepted; the others were."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    index: int = Field(description="position of the message in the batch, from 0")
+    message_id: str | None = Field(alias="messageId")
+    code: Literal["too_large", "invalid"]
+    message: str
+    fields: list[FieldError] = Field(default_factory=list)
 
 
 class IngestResponse(BaseModel):
     success: bool = True
-    accepted: int
-    duplicates: int
+    accepted: int = Field(description="new messages stored")
+    duplicates: int = Field(description="messages whose messageId was already stored")
+    rejected: list[RejectedMessage] = Field(default_factory=list)
 
 
-def _parse(model: type[_M], body: Any) -> _M:
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_request", "body must be a JSON object")
+def _fields(problems: list[Problem], prefix: str = "") -> list[FieldError]:
+    out = []
+    for p in problems:
+        if not p.field:
+            name = prefix or "(body)"
+        elif p.field.startswith("["):
+            name = prefix + p.field
+        else:
+            name = f"{prefix}.{p.field}" if prefix else p.field
+        out.append(FieldError(field=name, message=p.message))
+    return out
+
+
+def _rejected(item: Rejected) -> RejectedMessage:
+    return RejectedMessage(
+        index=item.index,
+        message_id=item.message_id,
+        code=item.code,
+        message=item.message,
+        fields=_fields(item.problems, f"batch[{item.index}]"),
+    )
+
+
+def _single(
+    body: dict[str, Any], kind: type[Message], *, received_at: datetime, source_id: str
+) -> IncomingEvent:
     try:
-        return TypeAdapter(model).validate_python(body)
+        message = parse_message(body, kind)
+    except MessageRejected as exc:
+        if exc.code == "too_large":
+            raise ApiError(413, "payload_too_large", exc.message) from None
+        fields = [f.model_dump() for f in _fields(exc.problems)]
+        raise ApiError(400, "invalid_request", exc.message, fields=fields) from None
+    return normalise(message, received_at=received_at, source_id=source_id)
+
+
+def _envelope(body: dict[str, Any]) -> Batch:
+    try:
+        return Batch.model_validate(body)
     except ValidationError as exc:
-        raise ApiError(
-            400, "invalid_request", "message is not valid", fields=field_errors(exc)
-        ) from None
+        fields = [f.model_dump() for f in _fields(problems_of(exc))]
+        raise ApiError(400, "invalid_request", "batch is not valid", fields=fields) from None
+
+
+def _all_rejected(rejected: list[RejectedMessage]) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": "invalid_request",
+            "message": f"every message of the batch was rejected ({len(rejected)})",
+            "fields": [f.model_dump() for r in rejected for f in r.fields],
+            "rejected": [r.model_dump(mode="json", by_alias=True) for r in rejected],
+        },
+        status_code=400,
+    )
 
 
 async def _accept(
-    request: Request, services: ServicesDep, model: type[Track | Identify | Batch]
-) -> IngestResponse:
-    body = await read_json(request, limit=services.max_body_bytes)
-    supplied = basic_user(request)
-    if supplied is None and isinstance(body, dict) and isinstance(body.get("writeKey"), str):
-        supplied = body["writeKey"]
-    await check_write_key(services, supplied)
-    parsed = _parse(model, body)
-    events: list[IncomingEvent]
-    if isinstance(parsed, Batch):
-        events = [normalise(m, shared_context=parsed.context) for m in parsed.batch]
-    else:
-        events = [normalise(parsed)]
-    result = await ingest(services.pool, events=events, index=services.index)
-    return IngestResponse(accepted=result.accepted, duplicates=result.duplicates)
+    request: Request, services: ServicesDep, kind: type[Message] | None
+) -> IngestResponse | JSONResponse:
+    """Read, authenticate, validate and commit one request; ``kind`` None is a batch."""
+    # The spec's receivedAt: once per request, as it arrives (before any wait for a turn).
+    received_at = datetime.now(UTC)
+    async with services.ingest_limiter.slot():
+        body = await read_json(request, limit=services.max_body_bytes)
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request", "body must be a JSON object")
+        supplied = basic_user(request)
+        if supplied is None and isinstance(body.get("writeKey"), str):
+            supplied = body["writeKey"]
+        with database_unavailable_is_503():
+            source_id = await check_write_key(services, supplied)
+            rejected: list[RejectedMessage] = []
+            if kind is None:
+                events, problems = read_batch(
+                    _envelope(body), received_at=received_at, source_id=source_id
+                )
+                rejected = [_rejected(item) for item in problems]
+                if not events:
+                    return _all_rejected(rejected)
+            else:
+                events = [_single(body, kind, received_at=received_at, source_id=source_id)]
+            pool = PatientPool(services.pool, services.ingest_queue_seconds)
+            result = await ingest(
+                pool, events=events, index=services.index, settings=services.customer_settings
+            )
+    return IngestResponse(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected)
 
 
-@router.post("/track", response_model=IngestResponse)
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "not valid; the body names the fields"},
+    401: {"description": "missing or unknown write key"},
+    413: {"description": "request over the body limit, or a single message over 32 KB"},
+    503: {"description": "overloaded or database away: retry after Retry-After seconds"},
+}
+
+
+@router.post("/track", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/t", response_model=IngestResponse, include_in_schema=False)
-async def track(request: Request, services: ServicesDep) -> IngestResponse:
+async def track(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
     """Record a customer's action (Segment ``track``)."""
     return await _accept(request, services, Track)
 
 
-@router.post("/identify", response_model=IngestResponse)
+@router.post("/identify", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/i", response_model=IngestResponse, include_in_schema=False)
-async def identify(request: Request, services: ServicesDep) -> IngestResponse:
+async def identify(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
     """Record who a customer is: traits merge into their profile (Segment ``identify``)."""
     return await _accept(request, services, Identify)
 
 
-@router.post("/batch", response_model=IngestResponse)
+@router.post("/page", response_model=IngestResponse, responses=_RESPONSES)
+@router.post("/p", response_model=IngestResponse, include_in_schema=False)
+async def page(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+    """Record a page a customer saw on a website (Segment ``page``)."""
+    return await _accept(request, services, Page)
+
+
+@router.post("/screen", response_model=IngestResponse, responses=_RESPONSES)
+@router.post("/s", response_model=IngestResponse, include_in_schema=False)
+async def screen(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+    """Record a screen a customer saw in a mobile app (Segment ``screen``)."""
+    return await _accept(request, services, Screen)
+
+
+@router.post("/group", response_model=IngestResponse, responses=_RESPONSES)
+@router.post("/g", response_model=IngestResponse, include_in_schema=False)
+async def group(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+    """Record the group (account, company) a customer belongs to (Segment ``group``)."""
+    return await _accept(request, services, Group)
+
+
+@router.post("/alias", response_model=IngestResponse, responses=_RESPONSES)
+@router.post("/a", response_model=IngestResponse, include_in_schema=False)
+async def alias(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+    """Record that two ids are the same customer (Segment ``alias``)."""
+    return await _accept(request, services, Alias)
+
+
+@router.post("/batch", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/b", response_model=IngestResponse, include_in_schema=False)
-async def batch(request: Request, services: ServicesDep) -> IngestResponse:
-    """Record many messages at once, all or nothing (Segment ``batch``)."""
-    return await _accept(request, services, Batch)
+async def batch(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+    """Record many messages of any types at once; bad ones are rejected alone (``rejected``)."""
+    return await _accept(request, services, None)
