@@ -40,6 +40,35 @@ def _ensure_env() -> None:
     STAMP.write_text(wanted)
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def _ensure_chromium() -> None:
+    """Debian's Chromium for the browser tests (tests/browser), installed with apt-get as root."""
+    if CHROMIUM.exists():
+        return
+    if getattr(os, "geteuid", lambda: -1)() != 0:
+        print(
+            f"{CHROMIUM} is missing, so the browser tests will be skipped. To run them, install"
+            " Debian's Chromium: sudo apt-get install -y chromium",
+            file=sys.stderr,
+        )
+        return
+    print("Installing Debian's chromium package for the browser tests (apt-get) ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "chromium"]
+    # A fresh machine has no package lists yet: read them once, then try again.
+    if subprocess.run(install, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], env=env)
+        subprocess.run(install, env=env)
+    if not CHROMIUM.exists():
+        print(
+            "Could not install chromium with apt-get (see above): the browser tests will be"
+            " skipped.",
+            file=sys.stderr,
+        )
+
+
 def _run(argv: list[str]) -> int:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.run(argv, cwd=ROOT, env=env).returncode
@@ -55,6 +84,7 @@ def main(args: list[str]) -> int:
     if command == "demo":
         return _run([str(BIN / "journeyman"), "demo", *rest])
     if command == "test":
+        _ensure_chromium()
         return _run([python, "-m", "pytest", *rest])
     if command == "lint":
         code = _run([python, "-m", "ruff", "check", "."])
