@@ -1,14 +1,17 @@
-"""The worker's composition root: the journey workflow and its activities on one task queue."""
+"""The worker's composition root: the journey workflow, the customer sweep and their
+activities on one task queue."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from .activities import JourneyActivities
 from .journey import JourneyWorkflow
+from .sweep import CustomerSweepWorkflow, SweepActivities
 
 
 def build_worker(
@@ -16,14 +19,21 @@ def build_worker(
     *,
     task_queue: str,
     activities: JourneyActivities,
+    sweep: SweepActivities | None = None,
     max_concurrent_activities: int = 100,
 ) -> Worker:
-    """A worker for the journey interpreter; the caller owns running and shutting it down."""
+    """A worker for the journey interpreter and, given ``sweep``, the scheduled customer
+    sweep; the caller owns running and shutting it down."""
+    workflows: list[type[Any]] = [JourneyWorkflow]
+    registered = activities.all()
+    if sweep is not None:
+        workflows.append(CustomerSweepWorkflow)
+        registered += sweep.all()
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[JourneyWorkflow],
-        activities=activities.all(),
+        workflows=workflows,
+        activities=registered,
         max_concurrent_activities=max_concurrent_activities,
         # On shutdown, let in-flight sends finish and record their outcome.
         graceful_shutdown_timeout=timedelta(seconds=15),

@@ -1,4 +1,5 @@
-"""Load what a condition reads: the customer's traits and the event history its calls count."""
+"""Load what a condition reads: the customer's traits, the event history its calls count, and
+their behavioural metrics when it reads any."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from journeyman.orchestrator.customers import metrics
 from journeyman.workflows.expressions import Context, Needs, StoredEvent
 
 # The most recent events read per event name. A condition is evaluated in one activity's
@@ -24,7 +26,8 @@ async def load_context(
     event: Mapping[str, Any],
     now: datetime,
 ) -> Context:
-    """Read the profile and, for each event name ``needs`` counts, its window of track events."""
+    """Read the profile, for each event name ``needs`` counts its window of track events, and
+    the metrics row only when a condition reads ``metrics.*``."""
     traits = await conn.fetchval("SELECT traits FROM profiles WHERE customer_id = $1", customer_id)
     history: dict[str, list[StoredEvent]] = {name: [] for name in needs.events}
     if needs.events:
@@ -57,9 +60,13 @@ async def load_context(
                     occurred_at=row["occurred_at"],
                 )
             )
+    values: dict[str, Any] = {}
+    if needs.metrics:
+        values = metrics.condition_values(await metrics.load(conn, customer_id))
     return Context(
         traits=traits if isinstance(traits, Mapping) else {},
         event=event,
         history=history,
         now=now,
+        metrics=values,
     )

@@ -9,6 +9,9 @@ from typing import Any
 import pytest
 
 from journeyman.workflows.expressions import (
+    DAYS_SINCE_METRICS,
+    METRICS,
+    STORED_METRICS,
     Context,
     ExpressionError,
     Needs,
@@ -661,3 +664,166 @@ def test_merge_needs_joins_traits_and_keeps_the_longest_window() -> None:
         events={"A": 3 * DAY, "B": None, "C": 2 * DAY},
     )
     assert merge_needs([]) == Needs(traits=frozenset(), events={})
+
+
+# metrics.NAME: the customer's behavioural metrics.
+
+VIP_METRICS: dict[str, Any] = {
+    "frequency": "vip",
+    "recency": "inactive",
+    "order_count": 4,
+    "revenue_total": 1280.0,
+    "average_order_value": 320.0,
+    "first_order_at": "2024-12-01T12:00:00+00:00",
+    "last_order_at": "2025-05-02T12:00:00+00:00",  # 30 days before NOW
+    "top_categories": ["anti-aging", "serums"],
+    "top_products": ["cream-1"],
+    "last_seen_at": "2025-05-31T23:00:00+00:00",  # 13 hours before NOW
+    "preferred_channel": "live chat",
+    "preferred_device": "mobile",
+    "last_channel": "email",
+    "last_device": "desktop",
+    "last_satisfaction": 9.0,
+    "last_satisfaction_at": "2025-05-20T12:00:00+00:00",
+}
+
+
+def with_metrics(source: str, metrics: Mapping[str, Any] = VIP_METRICS) -> Any:
+    ctx = Context(traits={}, event={}, history={}, now=NOW, metrics=metrics)
+    return evaluate_value(parse(source), ctx)
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ('metrics.frequency == "vip"', True),
+        ('metrics.frequency in ["loyal", "vip"]', True),
+        ('metrics.recency == "inactive"', True),
+        ('metrics.recency == "active"', False),
+        ("metrics.order_count >= 3", True),
+        ("metrics.order_count >= 5", False),
+        ("metrics.revenue_total > 1000", True),
+        ("metrics.average_order_value between 300 and 400", True),
+        ('metrics.top_categories contains "anti-aging"', True),
+        ('metrics.top_categories contains "perfume"', False),
+        ('metrics.top_products contains "cream-1"', True),
+        ("metrics.last_satisfaction <= 6", False),
+        ("metrics.days_since_last_order == 30", True),
+        ("metrics.days_since_last_order > 30", False),
+        ("metrics.days_since_last_seen == 0", True),  # 13 hours: today
+        ("metrics.days_since_first_order == 182", True),
+        ('metrics.preferred_channel == "live chat"', True),
+        ('metrics.preferred_device == "mobile" and metrics.last_device == "desktop"', True),
+        ('metrics.last_channel == "email"', True),
+        ('metrics.first_order_at < "2025-01-01"', True),  # ISO text compares in time order
+        ('metrics.last_satisfaction_at >= "2025-05-20"', True),
+    ],
+)
+def test_metrics_references(source: str, expected: bool) -> None:
+    assert bool(with_metrics(source)) is expected
+
+
+def test_the_seed_audience_with_a_regular_buyer_on_live_chat() -> None:
+    source = (
+        'metrics.frequency in ["regular", "loyal", "vip"] and metrics.preferred_channel =='
+        ' "live chat" and metrics.top_categories contains "anti-aging"'
+    )
+    assert with_metrics(source) is True
+    assert with_metrics(source, {**VIP_METRICS, "frequency": "sporadic"}) is False
+
+
+def test_metrics_values_read_back() -> None:
+    assert with_metrics("metrics.order_count") == 4
+    assert with_metrics("metrics.top_categories") == ["anti-aging", "serums"]
+    assert with_metrics("metrics.days_since_last_order") == 30
+
+
+def test_a_customer_without_orders_or_activity() -> None:
+    never = {**VIP_METRICS, "order_count": 0, "last_order_at": None, "first_order_at": None}
+    never.update(average_order_value=None, recency=None, last_seen_at=None)
+    assert with_metrics("metrics.days_since_last_order is null", never) is True
+    assert with_metrics("metrics.days_since_last_order > 30", never) is False
+    assert with_metrics("metrics.average_order_value > 0", never) is False
+    assert with_metrics("metrics.recency is null", never) is True
+    assert with_metrics('metrics.recency != "active"', never) is True
+
+
+def test_metrics_not_loaded_are_missing() -> None:
+    # A context built without metrics (a caller that did not load them) decides nothing.
+    assert holds('metrics.frequency == "vip"') is False
+    assert holds('metrics.frequency != "vip"') is True
+    assert holds("metrics.days_since_last_seen is null") is True
+    assert value_of("metrics.days_since_last_seen") is None
+
+
+def test_days_since_a_time_in_the_future_is_zero() -> None:
+    ahead = {**VIP_METRICS, "last_order_at": "2025-06-03T00:00:00+00:00"}
+    assert with_metrics("metrics.days_since_last_order", ahead) == 0
+    odd = {**VIP_METRICS, "last_order_at": "yesterday"}
+    assert with_metrics("metrics.days_since_last_order", odd) is None
+    moment = {**VIP_METRICS, "last_order_at": datetime(2025, 5, 22, 12, tzinfo=UTC)}
+    assert with_metrics("metrics.days_since_last_order", moment) == 10
+
+
+def test_metrics_inside_where() -> None:
+    history = [stored("Order Completed", 1, total=400), stored("Order Completed", 2, total=100)]
+    ctx = Context(
+        traits={}, event={}, history={"Order Completed": history}, now=NOW, metrics=VIP_METRICS
+    )
+    tree = parse('count("Order Completed", where: total > metrics.average_order_value) == 1')
+    assert evaluate(tree, ctx)
+
+
+def test_metrics_parse_to_references() -> None:
+    assert parse("metrics.order_count") == Reference("metrics", ("order_count",))
+
+
+def test_unknown_metric_names_the_known_ones() -> None:
+    with pytest.raises(ExpressionError) as caught:
+        parse("metrics.orders > 3")
+    assert caught.value.position == len("metrics.")
+    assert caught.value.message == (
+        "unknown metric 'orders'; the metrics are " + ", ".join(METRICS)
+    )
+    for name in ("frequency", "order_count", "days_since_last_order", "top_categories"):
+        assert name in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("source", "message", "column"),
+    [
+        ("metrics == 1", "expected '.' and a metric name after metrics", 9),
+        ("metrics.", "expected a metric name after 'metrics.', got the end of the condition", 9),
+        ('metrics."frequency"', "expected a metric name after 'metrics.', got '\"frequency\"'", 9),
+        ("metrics.order_count.total > 1", "metrics.order_count has no fields", 20),
+        ("metrics.Frequency", "unknown metric 'Frequency'", 9),
+    ],
+)
+def test_metrics_errors(source: str, message: str, column: int) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        parse(source)
+    assert message in caught.value.message
+    assert caught.value.position == column - 1
+
+
+def test_needs_lists_the_metrics_read() -> None:
+    source = (
+        'metrics.frequency == "vip" or (profile.age > 60 and metrics.days_since_last_order > 30'
+        ' and count("A", where: total > metrics.average_order_value) > 0)'
+    )
+    assert needs(parse(source)) == Needs(
+        traits=frozenset({"age"}),
+        events={"A": None},
+        metrics=frozenset({"frequency", "days_since_last_order", "average_order_value"}),
+    )
+    assert needs(parse("profile.age > 1")).metrics == frozenset()
+    assert merge_needs(
+        [needs(parse('metrics.recency == "lost"')), needs(parse("metrics.order_count > 1"))]
+    ).metrics == frozenset({"recency", "order_count"})
+
+
+def test_every_metric_parses_and_the_derived_ones_name_a_stored_time() -> None:
+    assert (*STORED_METRICS, *DAYS_SINCE_METRICS) == METRICS
+    for name in METRICS:
+        assert needs(parse(f"metrics.{name} is null")).metrics == {name}
+    assert set(DAYS_SINCE_METRICS.values()) <= set(STORED_METRICS)

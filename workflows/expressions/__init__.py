@@ -1,9 +1,9 @@
 """Conditions over a customer's traits, behaviour and triggering event: parsed, never ``eval``.
 
 ``parse`` turns text such as ``profile.age > 60 and count("Order Completed", within: 30d) > 0``
-into a tree of frozen dataclasses; ``needs`` says which traits and how much event history it
-reads (``merge_needs`` joins several); ``evaluate`` decides it against a ``Context``. Pure: no
-I/O, safe in any process.
+or ``metrics.frequency == "vip"`` into a tree of frozen dataclasses; ``needs`` says which
+traits, how much event history and which metrics it reads (``merge_needs`` joins several);
+``evaluate`` decides it against a ``Context``. Pure: no I/O, safe in any process.
 
 Errors::
 
@@ -15,9 +15,22 @@ the comparison false (``!=``, ``not in`` and ``is null`` hold for a missing valu
 """
 
 from .evaluate import Context, StoredEvent, evaluate, evaluate_value
-from .syntax import Expression, ExpressionError, Needs, merge_needs, needs, parse
+from .syntax import (
+    DAYS_SINCE_METRICS,
+    METRICS,
+    STORED_METRICS,
+    Expression,
+    ExpressionError,
+    Needs,
+    merge_needs,
+    needs,
+    parse,
+)
 
 __all__ = [
+    "DAYS_SINCE_METRICS",
+    "METRICS",
+    "STORED_METRICS",
     "Context",
     "Expression",
     "ExpressionError",

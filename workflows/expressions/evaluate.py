@@ -7,11 +7,12 @@ makes the comparison that meets it false, because a branch must always be able t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .syntax import (
+    DAYS_SINCE_METRICS,
     And,
     Behaviour,
     Between,
@@ -52,6 +53,8 @@ class Context:
     event: Mapping[str, Any]  # the triggering event's properties; empty when there is none
     history: Mapping[str, Sequence[StoredEvent]]  # by event name, in any order
     now: datetime  # aware, UTC
+    # The customer's behavioural metrics by name (``STORED_METRICS``); empty when not loaded.
+    metrics: Mapping[str, Any] = field(default_factory=dict)
 
 
 def evaluate(expr: Expression, context: Context) -> bool:
@@ -71,6 +74,8 @@ def _value(expr: Expression, ctx: Context, counted: Mapping[str, Any] | None) ->
             return value
         case ListOf(items):
             return [_present(_value(item, ctx, counted)) for item in items]
+        case Reference("metrics", (name,)):
+            return _metric(name, ctx)
         case Reference(scope, path):
             source = {"profile": ctx.traits, "event": ctx.event}.get(scope, counted)
             return _lookup(source, path)
@@ -110,6 +115,31 @@ def _lookup(source: Any, path: Sequence[str]) -> Any:
             return _MISSING
         value = value[part]
     return value
+
+
+def _metric(name: str, ctx: Context) -> Any:
+    since = DAYS_SINCE_METRICS.get(name)
+    if since is None:
+        return _lookup(ctx.metrics, (name,))
+    stored = _lookup(ctx.metrics, (since,))
+    if stored is _MISSING:
+        return _MISSING
+    moment = _as_time(stored)
+    if moment is None:
+        return None  # never ordered, never seen: like days_since() without a match
+    # Clock skew can date a time after now: that is still "today".
+    return max(0, (_aware(ctx.now) - _aware(moment)) // _DAY)
+
+
+def _as_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _present(value: Any) -> Any:

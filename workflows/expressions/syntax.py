@@ -10,6 +10,8 @@ Loosest binding first::
                        | "between" value "and" value | "contains" value | "is" ["not"] "null" ]
     value     := number | string | true | false | null | list | reference | call
                | "(" condition ")" | "-" number
+    reference := ("profile" | "event") ("." name)+ | "metrics" "." metric
+               | name ("." name)*                       (inside where: only)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, cast
+from typing import Final, Literal, TypeAlias, cast
 
 MAX_SOURCE_CHARS = 10_000
 # Bounds the parser's recursion (and the evaluator's) far below Python's recursion limit.
@@ -30,6 +32,35 @@ KEYWORDS = frozenset(
     {"and", "or", "not", "in", "between", "contains", "is", "null", "true", "false"}
 )
 COMPARE_OPS = ("==", "!=", ">=", "<=", ">", "<")
+
+# The behavioural metrics a condition reads as ``metrics.NAME``: kept per customer as events
+# arrive (orchestrator/customers/metrics.py gives the values). Times are ISO-8601 text in UTC.
+STORED_METRICS: Final = (
+    "frequency",
+    "recency",
+    "order_count",
+    "revenue_total",
+    "average_order_value",
+    "first_order_at",
+    "last_order_at",
+    "top_categories",
+    "top_products",
+    "last_seen_at",
+    "preferred_channel",
+    "preferred_device",
+    "last_channel",
+    "last_device",
+    "last_satisfaction",
+    "last_satisfaction_at",
+)
+# Whole days since a stored time, counted at evaluation (like ``days_since``): time passing
+# changes them without any event.
+DAYS_SINCE_METRICS: Final = {
+    "days_since_first_order": "first_order_at",
+    "days_since_last_order": "last_order_at",
+    "days_since_last_seen": "last_seen_at",
+}
+METRICS: Final = (*STORED_METRICS, *DAYS_SINCE_METRICS)
 
 
 class ExpressionError(ValueError):
@@ -55,12 +86,13 @@ class ListOf:
     items: tuple[Expression, ...]
 
 
-Scope = Literal["profile", "event", "counted"]
+Scope = Literal["profile", "event", "counted", "metrics"]
 
 
 @dataclass(frozen=True)
 class Reference:
-    """``profile`` traits, the triggering ``event``, or (inside ``where:``) the counted event."""
+    """``profile`` traits, the triggering ``event``, the customer's behavioural ``metrics``
+    (``path`` is one of ``METRICS``), or (inside ``where:``) the counted event."""
 
     scope: Scope
     path: tuple[str, ...]
@@ -144,36 +176,43 @@ Expression: TypeAlias = (
 
 @dataclass(frozen=True)
 class Needs:
-    """What evaluating a condition reads: trait paths, and how far back each event is counted."""
+    """What evaluating a condition reads: trait paths, how far back each event is counted, and
+    which metrics (a loader reads the customer's metrics only when this is not empty)."""
 
     traits: frozenset[str]
     events: dict[str, int | None]  # event name -> longest ``within`` in seconds, None: all
+    metrics: frozenset[str] = frozenset()
 
 
 def needs(expr: Expression) -> Needs:
     """The traits and event history ``expr`` reads, so a loader fetches nothing more."""
     traits: set[str] = set()
     events: dict[str, int | None] = {}
+    metrics: set[str] = set()
     pending: list[Expression] = [expr]
     while pending:
         node = pending.pop()
         if isinstance(node, Reference) and node.scope == "profile":
             traits.add(".".join(node.path))
+        elif isinstance(node, Reference) and node.scope == "metrics":
+            metrics.add(node.path[0])
         elif isinstance(node, Behaviour):
             _widen(events, node.event, node.within)
         pending.extend(_children(node))
-    return Needs(frozenset(traits), events)
+    return Needs(frozenset(traits), events, frozenset(metrics))
 
 
 def merge_needs(parts: Iterable[Needs]) -> Needs:
     """What several conditions read together (all cases of a branch, in one load)."""
     traits: set[str] = set()
     events: dict[str, int | None] = {}
+    metrics: set[str] = set()
     for part in parts:
         traits.update(part.traits)
+        metrics.update(part.metrics)
         for name, within in part.events.items():
             _widen(events, name, within)
-    return Needs(frozenset(traits), events)
+    return Needs(frozenset(traits), events, frozenset(metrics))
 
 
 def _widen(events: dict[str, int | None], name: str, within: int | None) -> None:
@@ -485,6 +524,8 @@ class _Parser:
 
     def reference(self) -> Reference:
         head = self.advance()
+        if head.text == "metrics":
+            return self.metric()
         if head.text in ("profile", "event"):
             if not self.at("symbol", "."):
                 kind = "trait" if head.text == "profile" else "property"
@@ -497,6 +538,22 @@ class _Parser:
                 head.position,
             )
         return Reference("counted", (head.text, *self.dotted_names()))
+
+    def metric(self) -> Reference:
+        if not self.accept("symbol", "."):
+            raise self.expected("'.' and a metric name after metrics, like metrics.order_count")
+        name = self.peek()
+        if name.kind != "name":
+            raise self.expected("a metric name after 'metrics.'")
+        if name.text not in METRICS:
+            raise self.error(
+                f"unknown metric {name.text!r}; the metrics are {', '.join(METRICS)}",
+                name.position,
+            )
+        self.advance()
+        if self.at("symbol", "."):
+            raise self.error(f"metrics.{name.text} has no fields", self.peek().position)
+        return Reference("metrics", (name.text,))
 
     def dotted_names(self) -> tuple[str, ...]:
         names: list[str] = []

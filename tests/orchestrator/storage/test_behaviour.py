@@ -1,4 +1,5 @@
-"""Loading a condition's context from a real Postgres: traits, windows, the cap, the seed."""
+"""Loading a condition's context from a real Postgres: traits, windows, the cap, the seed,
+and the metrics row when a condition reads ``metrics.*``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from journeyman.orchestrator.customers.metrics import apply_event
+from journeyman.orchestrator.customers.settings import CustomerDataSettings
+from journeyman.orchestrator.ingest import IncomingEvent
 from journeyman.orchestrator.storage import connect, migrate
 from journeyman.orchestrator.storage.behaviour import MAX_EVENTS_PER_NAME, load_context
 from journeyman.workflows.expressions import Needs, evaluate, needs, parse
@@ -153,3 +157,70 @@ async def test_seed_example_from_the_database(
     ctx = await load_context(conn, customer_id="c1", needs=needs(expr), event={}, now=NOW)
 
     assert evaluate(expr, ctx) is expected
+
+
+async def apply(
+    conn: asyncpg.Connection, customer_id: str, event: str, days_ago: float, **properties: Any
+) -> None:
+    """Record activity in the customer's metrics, as ingest does."""
+    incoming = IncomingEvent(
+        message_id=str(uuid.uuid4()),
+        type="track",
+        customer_id=customer_id,
+        event=event,
+        properties=properties,
+        traits={},
+        context={"channel": "live chat"},
+        occurred_at=NOW - timedelta(days=days_ago),
+    )
+    await apply_event(
+        conn, customer_id=customer_id, event=incoming, settings=CustomerDataSettings(), now=NOW
+    )
+
+
+async def test_metrics_are_read_only_when_a_condition_reads_them(conn: asyncpg.Connection) -> None:
+    await profile(conn, "ann", age=61)
+    await apply(conn, "ann", "Order Completed", 3, revenue=60)
+    plain = await load_context(
+        conn, customer_id="ann", needs=needs(parse("profile.age > 60")), event={}, now=NOW
+    )
+    assert plain.metrics == {}
+    reading = needs(parse('metrics.frequency == "sporadic"'))
+    ctx = await load_context(conn, customer_id="ann", needs=reading, event={}, now=NOW)
+    assert ctx.metrics["frequency"] == "sporadic"
+    assert ctx.metrics["order_count"] == 1
+    assert ctx.metrics["preferred_channel"] == "live chat"
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ('metrics.frequency == "regular" and metrics.preferred_channel == "live chat"', True),
+        ("metrics.order_count >= 3 and metrics.revenue_total == 180", True),
+        ("metrics.average_order_value == 60", True),
+        ('metrics.top_categories contains "anti-aging"', True),
+        ("metrics.days_since_last_order == 10", True),
+        ('metrics.recency == "active"', True),
+        ("metrics.last_satisfaction >= 8", True),
+        ('metrics.frequency == "vip"', False),
+    ],
+)
+async def test_metrics_conditions_from_the_database(
+    conn: asyncpg.Connection, condition: str, expected: bool
+) -> None:
+    for days in (50, 30, 10):
+        products = [{"product_id": "cream", "category": "anti-aging"}]
+        await apply(conn, "bea", "Order Completed", days, revenue=60, products=products)
+    await apply(conn, "bea", "Survey Answered", 9, score=8)
+    expr = parse(condition)
+    ctx = await load_context(conn, customer_id="bea", needs=needs(expr), event={}, now=NOW)
+    assert evaluate(expr, ctx) is expected
+
+
+async def test_a_customer_without_metrics_reads_no_orders(conn: asyncpg.Connection) -> None:
+    expr = parse(
+        'metrics.frequency == "none" and metrics.order_count == 0 and metrics.recency is null'
+        " and metrics.days_since_last_seen is null"
+    )
+    ctx = await load_context(conn, customer_id="nobody", needs=needs(expr), event={}, now=NOW)
+    assert evaluate(expr, ctx)
