@@ -2,8 +2,8 @@
 
 journeyman up                 embedded Postgres, Temporal, SMTP sink, worker and API
 journeyman worker | api       one part alone, against external services
-journeyman validate PATH...   check journey files; non-zero exit on any error
-journeyman deploy FILE...     compile and activate journeys through the API
+journeyman validate PATH...   check journey and segment files; non-zero exit on any error
+journeyman deploy FILE...     deploy segments, then compile and activate journeys, by the API
 journeyman funnel JOURNEY     the per-stage funnel as a table
 journeyman diff FILE          what a deploy would change, and who waits at changed steps
 journeyman pause|resume|archive JOURNEY
@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .config import ConfigError, Settings
 from .credentials import load_or_create
+from .customers.segment_files import discover, segment_version, validate_segment_paths
 from .language import Diagnostic, JourneyError, validate_paths
 
 
@@ -37,10 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--no-deploy", action="store_true", help="do not deploy journeys/ at start")
     sub.add_parser("worker", help="run the journey worker and outbox dispatcher")
     sub.add_parser("api", help="run the HTTP API")
-    validate = sub.add_parser("validate", help="check journey files")
-    validate.add_argument("paths", nargs="+", type=Path)
-    deploy = sub.add_parser("deploy", help="compile and activate journey files through the API")
-    deploy.add_argument("files", nargs="+", type=Path, help="journey files or directories")
+    validate = sub.add_parser("validate", help="check journey and segment files")
+    validate.add_argument(
+        "paths", nargs="+", type=Path, help="files, or folders (with their segments/ folder)"
+    )
+    deploy = sub.add_parser(
+        "deploy", help="deploy segment files, then compile and activate journeys, by the API"
+    )
+    deploy.add_argument(
+        "files", nargs="+", type=Path, help="journey or segment files, or folders of them"
+    )
     deploy.add_argument("--api", help="API base URL (default: from JOURNEYMAN_API_HOST/PORT)")
     funnel = sub.add_parser("funnel", help="print a journey's per-stage funnel")
     funnel.add_argument("journey")
@@ -150,10 +157,19 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_validate(paths: Sequence[Path]) -> int:
-    """Errors fail the run; warnings are printed and do not."""
+    """Segment files first, then journeys; errors fail the run, warnings are printed only."""
     failed = 0
     warnings: list[Diagnostic] = []
-    for path, result in validate_paths(paths, warnings=warnings):
+    found = discover(paths)
+    for path in found.skipped:
+        print(f"{path}: skipped (a configuration file, neither a journey nor a segment)")
+    for path, segment in validate_segment_paths(found.segments, warnings=warnings):
+        if isinstance(segment, JourneyError):
+            failed += 1
+            print(str(segment), file=sys.stderr)
+        else:
+            print(f"{path}: ok ({segment.kind} {segment.id} version {segment_version(segment)})")
+    for path, result in validate_paths(found.journeys, warnings=warnings):
         if isinstance(result, JourneyError):
             failed += 1
             print(str(result), file=sys.stderr)

@@ -1,4 +1,4 @@
-"""CLI commands that talk to a running API: deploy journeys, show a funnel."""
+"""CLI commands that talk to a running API: deploy segments and journeys, show a funnel."""
 
 from __future__ import annotations
 
@@ -8,26 +8,25 @@ from typing import Any
 
 import httpx
 
-
-def _expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a directory stands for its journey files, sorted."""
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml")))
-        else:
-            out.append(path)
-    return out
+from .customers.segment_files import discover
 
 
 def deploy_files(base: str, token: str, files: list[Path]) -> int:
-    """POST each journey file (or a directory's) to the API; prints versions or errors."""
+    """POST each segment file, then each journey file (a directory stands for its journey
+    files and its ``segments/`` folder) to the API; prints versions or errors.
+
+    Segments go first: journeys enter, exit and wait on them.
+    """
     failed = 0
-    files = _expand(files)
+    found = discover(files)
+    for path in found.skipped:
+        print(f"{path}: skipped (a configuration file, neither a journey nor a segment)")
+    uploads = [(path, "/api/segments") for path in found.segments]
+    uploads += [(path, "/api/journeys") for path in found.journeys]
     with httpx.Client(
         base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
     ) as http:
-        for path in files:
+        for path, route in uploads:
             try:
                 source = path.read_text(encoding="utf-8")
             except OSError as exc:
@@ -36,12 +35,18 @@ def deploy_files(base: str, token: str, files: list[Path]) -> int:
                 continue
             try:
                 response = http.post(
-                    "/api/journeys", content=source, headers={"Content-Type": "application/yaml"}
+                    route, content=source, headers={"Content-Type": "application/yaml"}
                 )
             except httpx.TransportError as exc:
                 print(f"cannot reach the API at {base}: {exc}", file=sys.stderr)
                 return 2
-            body = response.json()
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"message": f"{response.status_code} {response.text[:200]}"}
+            if response.status_code == 201 and route == "/api/segments":
+                print(f"{path}: segment {body['id']} version {body['version']} {body['result']}")
+                continue
             if response.status_code == 201:
                 state = "activated" if body["activated"] else "already active"
                 print(f"{path}: {body['id']} version {body['version']} {state}")

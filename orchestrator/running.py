@@ -11,11 +11,14 @@ import httpx
 from . import demo as traffic
 from .config import Settings
 from .credentials import Credentials, load_or_create
+from .customers.segment_files import to_definition, validate_segment_paths
 from .language import JourneyError, validate_paths
+from .language.compiler import SEGMENTS_FOLDER
 from .progress import Progress
 from .roles import Endpoints, prepare_database, run_api, run_worker
 from .stack import embedded_stack
 from .storage import connect, deploy_plan
+from .storage.segments import deploy_segment
 
 
 async def deploy_directory(database_url: str, journeys_dir: Path) -> list[str]:
@@ -26,6 +29,23 @@ async def deploy_directory(database_url: str, journeys_dir: Path) -> list[str]:
     lines = []
     conn = await connect(database_url)
     try:
+        # Segments first: journeys enter and exit on them.
+        segments_dir = journeys_dir / SEGMENTS_FOLDER
+        found = validate_segment_paths([segments_dir]) if segments_dir.is_dir() else []
+        for path, spec in found:
+            if isinstance(spec, JourneyError):
+                print(f"not deployed, invalid:\n{spec}", file=sys.stderr)
+                continue
+            deployed = await deploy_segment(
+                conn,
+                definition=to_definition(spec),
+                source=path.read_text(encoding="utf-8"),
+                details=spec.details(),
+            )
+            if deployed.outcome != "unchanged":
+                lines.append(
+                    f"deployed segment {deployed.segment_id} version {deployed.version} ({path})"
+                )
         for path, result in validate_paths([journeys_dir]):
             if isinstance(result, JourneyError):
                 print(f"not deployed, invalid:\n{result}", file=sys.stderr)

@@ -1,8 +1,9 @@
-"""The journeys shipped in ``journeys/``: they compile cleanly, render, and mean what they say.
+"""The journeys and segments shipped in ``journeys/``: they compile cleanly, render, and mean
+what they say.
 
 Engineers copy these files, so each one is checked for the behaviour its comments promise:
-conditions are evaluated against made-up customers exactly as the branch activity does.
-No servers: compiling, evaluating and rendering are pure.
+conditions are evaluated against made-up customers exactly as the branch activity (and, for
+segments, membership) does. No servers: compiling, evaluating and rendering are pure.
 """
 
 from __future__ import annotations
@@ -15,8 +16,17 @@ from typing import Any
 import pytest
 
 from journeyman.channels import EmailTemplate, Renderer
+from journeyman.orchestrator.customers.definitions import SegmentDefinition
+from journeyman.orchestrator.customers.events import SEGMENT_ENTERED, SEGMENT_EXITED
+from journeyman.orchestrator.customers.segment_files import (
+    SCHEMA_COMMENT,
+    SegmentSpec,
+    compile_segment_file,
+    validate_segment_paths,
+)
 from journeyman.orchestrator.ingest.entry import entry_key
 from journeyman.orchestrator.language import Diagnostic, compile_file, validate_paths
+from journeyman.orchestrator.language.compiler import journey_files
 from journeyman.workflows.conditions import matches
 from journeyman.workflows.expressions import Context, StoredEvent, evaluate, needs, parse
 from journeyman.workflows.plan import (
@@ -37,8 +47,19 @@ from journeyman.workflows.plan import (
 )
 
 JOURNEYS = Path(__file__).resolve().parents[1] / "journeys"
-FILES = sorted(JOURNEYS.glob("*.yaml"))
-SHIPPED = {"lifecycle", "abandoned_cart", "post_purchase_survey", "loyalty", "win_back", "b2b"}
+FILES = journey_files(JOURNEYS)  # configuration files are not journeys
+SEGMENT_FILES = sorted((JOURNEYS / "segments").glob("*.yaml"))
+SHIPPED = {
+    "lifecycle", "abandoned_cart", "post_purchase_survey", "loyalty", "win_back", "b2b",
+    "vip_welcome",
+}  # fmt: skip
+SHIPPED_SEGMENTS = {
+    "mature_anti_aging": "persona",
+    "young_men_anti_aging": "persona",
+    "vip": "segment",
+    "at_risk": "segment",
+    "lost": "segment",
+}
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 DAY = 86400
 
@@ -95,7 +116,7 @@ def test_compiles_without_warnings_under_its_own_name(path: Path) -> None:
     assert plan.journey_id == path.stem  # a reader finds the file by the journey's id
 
 
-def test_ids_are_distinct_and_the_six_journeys_are_shipped() -> None:
+def test_ids_are_distinct_and_the_journeys_are_shipped() -> None:
     results = validate_paths([JOURNEYS])
     plans = [outcome for _, outcome in results]
 
@@ -127,6 +148,8 @@ def test_together_they_show_the_whole_language() -> None:
     assert any(p.entry.holdout_percent > 0 for p in plans)
     assert any(p.entry.api for p in plans)
     assert {p.entry.reentry.mode for p in plans} == {"once", "after", "concurrent"}
+    assert any(p.entry.match is not None and p.entry.match.event == SEGMENT_ENTERED for p in plans)
+    assert any(e.event == SEGMENT_EXITED for p in plans for e in p.exits)
     assert any(p.delivery.quiet_hours is not None for p in plans)
     assert any(p.delivery.frequency_caps for p in plans)
     assert any(p.delivery.throttle_per_minute is not None for p in plans)
@@ -227,6 +250,49 @@ def test_date_waits_are_only_reached_with_the_date_known(path: Path) -> None:
             assert not all(evaluate(tree, context(unknown)) for tree in checks), item.id
 
 
+# --- segments and personas ------------------------------------------------------------
+
+
+def segment(segment_id: str) -> SegmentDefinition:
+    return compile_segment_file(JOURNEYS / "segments" / f"{segment_id}.yaml")
+
+
+def holds(definition: SegmentDefinition, facts: Context) -> bool:
+    """Whether a customer matches, as membership evaluates a segment: no triggering event."""
+    return evaluate(parse(definition.condition), facts)
+
+
+@pytest.mark.parametrize("path", SEGMENT_FILES, ids=lambda p: p.name)
+def test_segment_compiles_without_warnings_under_its_own_name(path: Path) -> None:
+    warnings: list[Diagnostic] = []
+    definition = compile_segment_file(path, warnings=warnings)
+
+    assert [str(w) for w in warnings] == []
+    assert definition.segment_id == path.stem
+    assert path.read_text(encoding="utf-8").splitlines()[0] == SCHEMA_COMMENT
+
+
+def test_segment_ids_are_distinct_and_the_personas_and_segments_are_shipped() -> None:
+    results = validate_segment_paths([JOURNEYS / "segments"])
+    specs = [outcome for _, outcome in results]
+
+    assert all(isinstance(s, SegmentSpec) for s in specs), [str(s) for s in specs]
+    kinds = {s.id: s.kind for s in specs if isinstance(s, SegmentSpec)}
+    assert kinds == SHIPPED_SEGMENTS
+
+
+def test_every_segment_a_shipped_journey_names_is_shipped() -> None:
+    named = {
+        test.value
+        for plan in (compile_file(path) for path in FILES)
+        for match in plan.exits + ([plan.entry.match] if plan.entry.match else [])
+        if match.event in (SEGMENT_ENTERED, SEGMENT_EXITED)
+        for test in match.where
+    }
+
+    assert named and named <= set(SHIPPED_SEGMENTS)
+
+
 # --- lifecycle ------------------------------------------------------------------------
 
 
@@ -298,6 +364,22 @@ def test_lifecycle_campaign_reaches_the_seed_persona(
     campaign = [s for s in walk(branch.cases[0].steps) if isinstance(s, SendStep)]
     assert [s.template for s in campaign] == ["anti_aging_campaign"]
     assert {"zh-tw", "zh-cn", "ko"} <= set(campaign[0].locales)
+
+
+@pytest.mark.parametrize(("traits", "history", "expected"), PERSONA.values(), ids=PERSONA)
+def test_the_persona_files_are_the_lifecycle_campaign_audience(
+    traits: dict[str, Any], history: list[StoredEvent], expected: bool
+) -> None:
+    # The campaign audience is the two personas together, each one half of it.
+    mature, young = segment("mature_anti_aging"), segment("young_men_anti_aging")
+    facts = context(traits, history)
+
+    assert (holds(mature, facts) or holds(young, facts)) is expected
+    assert not (holds(mature, facts) and holds(young, facts))
+    if holds(mature, facts):
+        assert traits["gender"] == "female"
+    if holds(young, facts):
+        assert traits["gender"] == "male"
 
 
 def test_lifecycle_samples_survey_by_phone_for_a_fifth() -> None:
@@ -455,6 +537,50 @@ def test_win_back_tests_incentives_against_a_control_without_one() -> None:
         for name, steps in paths.items()
         if name != experiment.control
     )
+
+
+# --- vip, at_risk, lost and vip_welcome -------------------------------------------------
+
+
+def with_metrics(**metrics: Any) -> Context:
+    return Context(traits={}, event={}, history={}, now=NOW, metrics=metrics)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        ({"frequency": "vip", "recency": "active", "order_count": 12}, {"vip"}),
+        ({"frequency": "vip", "recency": "inactive", "order_count": 12}, {"vip", "at_risk"}),
+        ({"frequency": "loyal", "recency": "inactive", "order_count": 4}, {"at_risk"}),
+        ({"frequency": "none", "recency": "inactive", "order_count": 0}, set()),
+        ({"frequency": "sporadic", "recency": "lost", "order_count": 1}, {"lost"}),
+        ({"frequency": "regular", "recency": "active", "order_count": 3}, set()),
+        ({}, set()),
+    ],
+)
+def test_behaviour_segments_follow_the_customer_metrics(
+    metrics: dict[str, Any], expected: set[str]
+) -> None:
+    facts = with_metrics(**metrics)
+    matched = {name for name in ("vip", "at_risk", "lost") if holds(segment(name), facts)}
+
+    assert matched == expected
+
+
+def test_vip_welcome_thanks_new_vips_and_lets_those_who_leave_go() -> None:
+    plan = load("vip_welcome")
+    entry = plan.entry.match
+    assert entry is not None
+
+    assert matches(entry, SEGMENT_ENTERED, {"segment": "vip"})
+    assert not matches(entry, SEGMENT_ENTERED, {"segment": "lost"})
+    assert not matches(entry, SEGMENT_EXITED, {"segment": "vip"})
+    assert any(matches(e, SEGMENT_EXITED, {"segment": "vip"}) for e in plan.exits)
+    assert plan.entry.reentry == Reentry()  # thanked once
+    wait, thanks = plan.stages[0].steps
+    assert isinstance(wait, WaitStep) and wait.until_time is not None
+    assert wait.until_time.at == "10:00"
+    assert isinstance(thanks, SendStep) and "VIP" in thanks.subject
 
 
 # --- b2b ------------------------------------------------------------------------------

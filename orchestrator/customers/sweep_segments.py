@@ -17,7 +17,6 @@ Customers are read in pages of ``batch_size`` ids, one transaction per page.
 from __future__ import annotations
 
 import json
-
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime

@@ -8,6 +8,9 @@ Each helper returns a validated spec model (``spec.py``), so bad input raises py
         stages=[stage("onboarding", send("Welcome!", "Hi there."), wait("2d"), exit_())],
     )
     plan = compile_python(spec)          # the checks a file gets; raises JourneyError
+
+Segment hooks: ``entry(segment="vip")``, ``exit=[leaves_segment("vip")]``,
+``wait_for(enters_segment="vip", timeout="7d")``, ``goal(enters_segment="vip", within="30d")``.
     Path("journeys/welcome.yaml").write_text(dump_yaml(spec))
 
 ``compile_source(dump_yaml(spec))`` gives the plan version ``build_plan(spec)`` gives.
@@ -15,7 +18,7 @@ Each helper returns a validated spec model (``spec.py``), so bad input raises py
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import yaml
@@ -33,11 +36,11 @@ from .spec import (
     DecideSpec,
     DefaultsSpec,
     EntrySpec,
-    EventSpec,
     ExperimentSpec,
     FrequencyCapSpec,
     GoalSpec,
     JourneySpec,
+    MatchSpec,
     MetricSpec,
     PathSpec,
     QuietHoursSpec,
@@ -59,6 +62,7 @@ __all__ = [
     "content",
     "decide",
     "dump_yaml",
+    "enters_segment",
     "entry",
     "event",
     "exit_",
@@ -66,6 +70,7 @@ __all__ = [
     "goal",
     "goto",
     "journey",
+    "leaves_segment",
     "metric",
     "path",
     "send",
@@ -92,7 +97,7 @@ def journey(
     entry: EntrySpec | str,
     stages: Sequence[StageSpec],
     goal: GoalSpec | None = None,
-    exit: Sequence[EventSpec | str] = (),
+    exit: Sequence[MatchSpec | str] = (),
     timezone: str | None = None,
     quiet_hours: QuietHoursSpec | None = None,
     frequency_caps: Sequence[FrequencyCapSpec] = (),
@@ -102,7 +107,8 @@ def journey(
     templates: Mapping[str, TemplateSpec] | None = None,
     defaults: DefaultsSpec | None = None,
 ) -> JourneySpec:
-    """A whole journey; ``entry`` and ``exit`` take an event name for a plain event match."""
+    """A whole journey; ``entry`` and ``exit`` take an event name for a plain event match,
+    ``exit`` also ``leaves_segment(...)`` and ``enters_segment(...)``."""
     return _build(
         JourneySpec,
         id=id,
@@ -126,17 +132,21 @@ def entry(
     event: str | None = None,
     *,
     where: Where | None = None,
+    segment: str | None = None,
     api: bool = False,
     schedule: ScheduleSpec | None = None,
     reentry: str | Mapping[str, Any] = "once",
     cap: CapSpec | None = None,
     holdout: float | str = 0.0,
 ) -> EntrySpec:
-    """Who enters; ``reentry`` and ``holdout`` are written as in a file (``{"after": "30d"}``)."""
+    """Who enters: customers sending ``event`` or starting to match ``segment`` (an id), by
+    API call, on a schedule; ``reentry`` and ``holdout`` are written as in a file
+    (``{"after": "30d"}``)."""
     return _build(
         EntrySpec,
         event=event,
         where=where,
+        segment=segment,
         api=api,
         schedule=schedule,
         reentry=reentry,
@@ -145,14 +155,38 @@ def entry(
     )
 
 
-def event(name: str, where: Where | None = None) -> EventSpec:
+def event(name: str, where: Where | None = None) -> MatchSpec:
     """An event match, for stage goals and exits."""
-    return _build(EventSpec, event=name, where=where)
+    return _build(MatchSpec, event=name, where=where)
 
 
-def goal(event: str, *, within: Duration, where: Where | None = None) -> GoalSpec:
-    """The journey's conversion: ``event`` within ``within`` of entering."""
-    return _build(GoalSpec, event=event, where=where, within=within)
+def enters_segment(segment_id: str) -> MatchSpec:
+    """The customer starts matching a segment or persona, for stage goals and exits."""
+    return _build(MatchSpec, enters_segment=segment_id)
+
+
+def leaves_segment(segment_id: str) -> MatchSpec:
+    """The customer stops matching a segment or persona, for stage goals and exits."""
+    return _build(MatchSpec, leaves_segment=segment_id)
+
+
+def goal(
+    event: str | None = None,
+    *,
+    within: Duration,
+    where: Where | None = None,
+    enters_segment: str | None = None,
+    leaves_segment: str | None = None,
+) -> GoalSpec:
+    """The journey's conversion: ``event`` (or a segment change) within ``within`` of entering."""
+    return _build(
+        GoalSpec,
+        event=event,
+        where=where,
+        enters_segment=enters_segment,
+        leaves_segment=leaves_segment,
+        within=within,
+    )
 
 
 def template(
@@ -174,11 +208,12 @@ def content(subject: str, body: str, *, html: str | None = None) -> ContentSpec:
 def stage(
     name: str,
     *touchpoints: TouchpointSpec,
-    goal: EventSpec | str | None = None,
+    goal: MatchSpec | str | None = None,
     max_dwell: Duration | None = None,
     on_max_dwell: DwellAction | None = None,
 ) -> StageSpec:
-    """A lifecycle stage; ``goal`` takes an event name for a plain event match."""
+    """A lifecycle stage; ``goal`` takes an event name for a plain event match, or
+    ``enters_segment(...)`` / ``leaves_segment(...)``."""
     return _build(
         StageSpec,
         name=name,
@@ -240,20 +275,25 @@ def wait(
 
 
 def wait_for(
-    event: str,
+    event: str | None = None,
     *,
     timeout: Duration,
     where: Where | None = None,
+    enters_segment: str | None = None,
+    leaves_segment: str | None = None,
     lookback: Duration = 0,
     on_event: Touchpoints = (),
     on_timeout: Touchpoints = (),
     id: str | None = None,
 ) -> TouchpointSpec:
-    """Pause until ``event`` arrives (then ``on_event``), at most ``timeout`` (``on_timeout``)."""
+    """Pause until ``event`` arrives or the customer ``enters_segment`` / ``leaves_segment``
+    (then ``on_event``), at most ``timeout`` (then ``on_timeout``)."""
     spec = _build(
         WaitForSpec,
         event=event,
         where=where,
+        enters_segment=enters_segment,
+        leaves_segment=leaves_segment,
         timeout=timeout,
         lookback=lookback,
         on_event=list(on_event),
@@ -333,16 +373,22 @@ def exit_(reason: str | Literal[True] = True, *, id: str | None = None) -> Touch
     return _touchpoint("exit", reason, id)
 
 
-def compile_python(spec: JourneySpec, *, warnings: list[Diagnostic] | None = None) -> Plan:
+def compile_python(
+    spec: JourneySpec,
+    *,
+    warnings: list[Diagnostic] | None = None,
+    segments: Collection[str] | None = None,
+) -> Plan:
     """Check a journey built in Python as a file is checked, and return its plan.
 
     Raises ``JourneyError`` whose diagnostics name places (``stages[0].touchpoints[1]``) but
-    no file or line. Warnings are appended to ``warnings``, as ``compile_source`` does.
+    no file or line. Warnings are appended to ``warnings``, as ``compile_source`` does;
+    ``segments`` are the segment ids it may name, as for ``compile_source``.
     """
     duplicates = list(_duplicates(spec))
     if duplicates:
         raise JourneyError(duplicates)
-    plan, found = compile_spec(spec)
+    plan, found = compile_spec(spec, segments=segments)
     if warnings is not None:
         warnings.extend(found)
     return plan
@@ -368,8 +414,8 @@ def _touchpoint(kind: str, value: object, id: str | None) -> TouchpointSpec:
     return _build(TouchpointSpec, id=id, **{kind: value})
 
 
-def _event(match: EventSpec | str) -> EventSpec:
-    return EventSpec(event=match) if isinstance(match, str) else match
+def _event(match: MatchSpec | str) -> MatchSpec:
+    return MatchSpec(event=match) if isinstance(match, str) else match
 
 
 def _duplicates(spec: JourneySpec) -> Iterator[Diagnostic]:
@@ -390,24 +436,8 @@ def _duplicate_ids(
             yield from _claim(ids, touchpoint.id, (*here, "id"), "step id")
         if touchpoint.send is not None and touchpoint.send.id is not None:
             yield from _claim(ids, touchpoint.send.id, (*here, "send", "id"), "step id")
-        for nested, nested_loc in _nested(touchpoint, here):
-            yield from _duplicate_ids(nested, nested_loc, ids)
-
-
-def _nested(touchpoint: TouchpointSpec, loc: Loc) -> Iterator[tuple[Touchpoints, Loc]]:
-    """The touchpoint lists a touchpoint holds, with their places."""
-    if touchpoint.wait_for is not None:
-        yield touchpoint.wait_for.on_event, (*loc, "wait_for", "on_event")
-        yield touchpoint.wait_for.on_timeout, (*loc, "wait_for", "on_timeout")
-    if touchpoint.branch is not None:
-        for n, case in enumerate(touchpoint.branch.cases):
-            yield case.then, (*loc, "branch", "cases", n, "then")
-        yield touchpoint.branch.otherwise, (*loc, "branch", "otherwise")
-    for n, route in enumerate(touchpoint.split or []):
-        yield route.then, (*loc, "split", n, "then")
-    if touchpoint.experiment is not None:
-        for n, route in enumerate(touchpoint.experiment.variants):
-            yield route.then, (*loc, "experiment", "variants", n, "then")
+        for nested, under in touchpoint.nested():
+            yield from _duplicate_ids(nested, (*here, *under), ids)
 
 
 def _claim(owners: dict[str, Loc], value: str, loc: Loc, what: str) -> Iterator[Diagnostic]:

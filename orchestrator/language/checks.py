@@ -1,16 +1,22 @@
 """Semantic checks on a compiled journey: what the file's grammar cannot see on its own.
 
 Errors stop a deploy: unknown template or goto target, an unreachable step, a loop that no
-wait slows down, a goal no event can satisfy, a condition that does not parse. Warnings do
-not: a condition that reads a trait nothing declares.
+wait slows down, a goal no event can satisfy, a condition that does not parse, a segment the
+journeys folder does not define. Warnings do not: a condition that reads a trait nothing
+declares, a segment that cannot be checked because no segments folder is known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from journeyman.orchestrator.customers.events import (
+    SEGMENT_ENTERED,
+    SEGMENT_EXITED,
+    SEGMENT_PROPERTY,
+)
 from journeyman.workflows import expressions
 from journeyman.workflows.plan import (
     BranchStep,
@@ -30,8 +36,9 @@ from journeyman.workflows.plan import (
 )
 from journeyman.workflows.program import compile_stage
 
+from .fields import Condition
 from .locations import Loc
-from .spec import JourneySpec
+from .spec import EventSpec, JourneySpec, MatchSpec, TouchpointSpec
 
 # Traits the Segment spec reserves for identify calls, and ones the engine itself reads.
 WELL_KNOWN_TRAITS = frozenset(
@@ -50,8 +57,18 @@ class Problem:
     severity: Literal["error", "warning"] = "error"
 
 
-def check(spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]) -> list[Problem]:
-    """Every semantic problem of a plan; ``locations`` maps step ids to their place in the file."""
+def check(
+    spec: JourneySpec,
+    plan: Plan,
+    locations: Mapping[str, Loc],
+    *,
+    segments: Collection[str] | None = None,
+) -> list[Problem]:
+    """Every semantic problem of a plan; ``locations`` maps step ids to their place in the file.
+
+    ``segments``: the segment ids defined beside the journey; None when no segments folder
+    is known, which turns an unknown segment from an error into a warning.
+    """
     problems: list[Problem] = []
     steps = [step for stage in plan.stages for step in walk(stage.steps)]
     names = {stage.name for stage in plan.stages}
@@ -79,7 +96,75 @@ def check(spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]) -> list[P
         problems.extend(_loops(plan, locations))
     problems.extend(_impossible(spec, plan, locations))
     problems.extend(_conditions(spec, plan, locations, steps))
+    problems.extend(_segments(spec, segments))
     return problems
+
+
+def segment_references(spec: JourneySpec) -> Iterator[tuple[str, Loc]]:
+    """Every segment id the journey names, with its place: the short forms (``segment``,
+    ``enters_segment``, ``leaves_segment``) and engine events written out in full."""
+    entry = spec.entry
+    if entry.segment is not None:
+        yield entry.segment, ("entry", "segment")
+    elif entry.event is not None:
+        yield from _named_in_event(entry.event, entry.where, ("entry",))
+    matches: list[tuple[MatchSpec | EventSpec, Loc]] = []
+    if spec.goal is not None:
+        matches.append((spec.goal, ("goal",)))
+    matches.extend((match, ("exit", n)) for n, match in enumerate(spec.exit))
+    for s, stage in enumerate(spec.stages):
+        if stage.goal is not None:
+            matches.append((stage.goal, ("stages", s, "goal")))
+        for touchpoint, loc in _touchpoints(stage.touchpoints, ("stages", s, "touchpoints")):
+            if touchpoint.wait_for is not None:
+                matches.append((touchpoint.wait_for, (*loc, "wait_for")))
+            if touchpoint.experiment is not None:
+                matches.append((touchpoint.experiment.metric, (*loc, "experiment", "metric")))
+    for match, loc in matches:
+        if isinstance(match, MatchSpec) and match.enters_segment is not None:
+            yield match.enters_segment, (*loc, "enters_segment")
+        elif isinstance(match, MatchSpec) and match.leaves_segment is not None:
+            yield match.leaves_segment, (*loc, "leaves_segment")
+        elif match.event is not None:
+            yield from _named_in_event(match.event, match.where, loc)
+
+
+def _touchpoints(
+    touchpoints: Sequence[TouchpointSpec], loc: Loc
+) -> Iterator[tuple[TouchpointSpec, Loc]]:
+    for index, touchpoint in enumerate(touchpoints):
+        here = (*loc, index)
+        yield touchpoint, here
+        for nested, under in touchpoint.nested():
+            yield from _touchpoints(nested, (*here, *under))
+
+
+def _named_in_event(
+    event: str, where: Mapping[str, Sequence[Condition]], loc: Loc
+) -> Iterator[tuple[str, Loc]]:
+    """Segment ids in a filter on the engine's own segment events, written out in full."""
+    if event not in (SEGMENT_ENTERED, SEGMENT_EXITED):
+        return
+    for condition in where.get(SEGMENT_PROPERTY, ()):
+        value = condition.value
+        values = value if isinstance(value, list) else [value]
+        if condition.op in ("eq", "one_of"):
+            for item in values:
+                if isinstance(item, str):
+                    yield item, (*loc, "where", SEGMENT_PROPERTY)
+
+
+def _segments(spec: JourneySpec, known: Collection[str] | None) -> Iterator[Problem]:
+    for segment_id, loc in segment_references(spec):
+        if known is None:
+            message = (
+                f"segment '{segment_id}' is not checked: no segments/ folder is known beside"
+                " this journey; a segment with this id must be deployed for it to match"
+            )
+            yield Problem(loc, message, "warning")
+        elif segment_id not in known:
+            names = ", ".join(sorted(known)) or "none are defined"
+            yield Problem(loc, f"unknown segment '{segment_id}' (segments: {names})")
 
 
 def _unreachable(steps: Sequence[Step], locations: Mapping[str, Loc]) -> Iterator[Problem]:

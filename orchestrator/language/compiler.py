@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from journeyman.orchestrator.customers.events import (
+    SEGMENT_ENTERED,
+    SEGMENT_EXITED,
+    SEGMENT_PROPERTY,
+)
+from journeyman.orchestrator.customers.settings import SETTINGS_FILES
 from journeyman.workflows.plan import (
     WEEKDAYS,
     BranchStep,
@@ -57,7 +64,9 @@ from .locations import (
 )
 from .spec import (
     DefaultsSpec,
+    EventSpec,
     JourneySpec,
+    MatchSpec,
     PathSpec,
     SendSpec,
     StageSpec,
@@ -69,6 +78,10 @@ from .spec import (
 # A stage with a goal must not hold customers forever when no default is set.
 DEFAULT_MAX_DWELL_SECONDS = 30 * 86400
 JOURNEY_SUFFIXES = (".yaml", ".yml")
+# Beside the journeys: the folder of segment and persona files, and configuration files
+# (customer data settings) that are neither journeys nor segments.
+SEGMENTS_FOLDER = "segments"
+CONFIGURATION_FILES = frozenset(SETTINGS_FILES)
 
 
 def plan_hash(plan: Plan | Mapping[str, Any]) -> str:
@@ -107,11 +120,17 @@ def canonical_form(value: Any) -> Any:
 
 
 def compile_source(
-    text: str, *, source: str = "<string>", warnings: list[Diagnostic] | None = None
+    text: str,
+    *,
+    source: str = "<string>",
+    warnings: list[Diagnostic] | None = None,
+    segments: Collection[str] | None = None,
 ) -> Plan:
     """Compile the text of a journey file, or raise ``JourneyError`` listing every problem.
 
     Warnings (the journey compiles, but something looks wrong) are appended to ``warnings``.
+    ``segments`` are the segment ids the journey may name; with None they are not known, and
+    each segment it names gets a warning instead of an error when unknown.
     """
     document = load(text, source)
     if not isinstance(document.data, dict):
@@ -122,26 +141,40 @@ def compile_source(
     try:
         spec = JourneySpec.model_validate(document.data)
     except ValidationError as exc:
-        diagnostics.extend(_diagnostic(document, error) for error in exc.errors())
+        diagnostics.extend(validation_diagnostics(document, exc))
     if diagnostics or spec is None:
         raise JourneyError(diagnostics)
-    plan, found = compile_spec(spec, document)
+    plan, found = compile_spec(spec, document, segments=segments)
     if warnings is not None:
         warnings.extend(found)
     return plan
 
 
-def compile_file(path: FilePath, *, warnings: list[Diagnostic] | None = None) -> Plan:
-    """Compile one journey file; unreadable files raise ``JourneyError`` too."""
+def read_source(path: FilePath) -> str:
+    """The text of a journey or segment file; unreadable files raise ``JourneyError``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise JourneyError([_file_problem(path, "no such file or directory")]) from None
     except UnicodeDecodeError:
         raise JourneyError([_file_problem(path, "the file is not valid UTF-8")]) from None
     except OSError as exc:
         raise JourneyError([_file_problem(path, exc.strerror or str(exc))]) from None
-    return compile_source(text, source=str(path), warnings=warnings)
+
+
+def compile_file(path: FilePath, *, warnings: list[Diagnostic] | None = None) -> Plan:
+    """Compile one journey file; unreadable files raise ``JourneyError`` too.
+
+    Segment ids it names are checked against the ``segments/`` folder beside it, if any.
+    """
+    return _compile_file(path, warnings, segment_ids(path.parent))
+
+
+def _compile_file(
+    path: FilePath, warnings: list[Diagnostic] | None, segments: Collection[str] | None
+) -> Plan:
+    text = read_source(path)
+    return compile_source(text, source=str(path), warnings=warnings, segments=segments)
 
 
 def validate_paths(
@@ -154,16 +187,20 @@ def validate_paths(
     results: list[tuple[FilePath, Plan | JourneyError]] = []
     seen: set[FilePath] = set()
     owners: dict[str, FilePath] = {}
+    folders: dict[FilePath, frozenset[str] | None] = {}  # segment ids, read once per folder
     for path in paths:
         if not path.exists():
             results.append((path, JourneyError([_file_problem(path, "no such file or directory")])))
             continue
-        for file in _journey_files(path):
+        for file in journey_files(path):
             if file.resolve() in seen:
                 continue
             seen.add(file.resolve())
+            folder = file.parent.resolve()
+            if folder not in folders:
+                folders[folder] = segment_ids(folder)
             try:
-                outcome: Plan | JourneyError = compile_file(file, warnings=warnings)
+                outcome: Plan | JourneyError = _compile_file(file, warnings, folders[folder])
             except JourneyError as exc:
                 outcome = exc
             if isinstance(outcome, Plan):
@@ -175,15 +212,42 @@ def validate_paths(
     return results
 
 
-def _journey_files(path: FilePath) -> list[FilePath]:
-    if not path.is_dir():
-        return [path]
-    # Hidden files are editor backups and lock files, never journeys.
+def yaml_files(folder: FilePath) -> list[FilePath]:
+    """A folder's ``*.yaml``/``*.yml`` files, sorted, not descending into sub-folders."""
+    # Hidden files are editor backups and lock files, never journeys or segments.
     return sorted(
         child
-        for child in path.iterdir()
+        for child in folder.iterdir()
         if child.suffix in JOURNEY_SUFFIXES and child.is_file() and not child.name.startswith(".")
     )
+
+
+def journey_files(path: FilePath) -> list[FilePath]:
+    """A file as given; a directory stands for its journey files (configuration files such as
+    ``customers.yaml`` and the ``segments/`` folder are not journeys)."""
+    if not path.is_dir():
+        return [path]
+    return [file for file in yaml_files(path) if file.name not in CONFIGURATION_FILES]
+
+
+def segment_ids(folder: FilePath) -> frozenset[str] | None:
+    """The segment ids declared in ``folder``'s ``segments/`` files; None without that folder.
+
+    Only each file's ``id`` is read: a segment file with other errors still declares its id,
+    so a journey naming it gets no second, misleading error.
+    """
+    segments = folder / SEGMENTS_FOLDER
+    if not segments.is_dir():
+        return None
+    found: set[str] = set()
+    for file in yaml_files(segments):
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("id"), str):
+            found.add(data["id"])
+    return frozenset(found)
 
 
 def _file_problem(path: FilePath, message: str) -> Diagnostic:
@@ -201,9 +265,15 @@ def build_plan(spec: JourneySpec) -> Plan:
 
 
 def compile_spec(
-    spec: JourneySpec, document: Document | None = None
+    spec: JourneySpec,
+    document: Document | None = None,
+    *,
+    segments: Collection[str] | None = None,
 ) -> tuple[Plan, list[Diagnostic]]:
-    """Build and check a plan; returns it with its warnings, or raises with the errors."""
+    """Build and check a plan; returns it with its warnings, or raises with the errors.
+
+    ``segments``: the segment ids the journey may name (None: not known, see ``check``).
+    """
     defaults = spec.defaults or DefaultsSpec()
     steps = StepBuilder(spec)
     entry = spec.entry
@@ -212,7 +282,7 @@ def compile_spec(
         name=spec.name,
         version="",
         entry=Entry(
-            match=_match(entry.event, entry.where) if entry.event is not None else None,
+            match=_entry_match(entry.event, entry.where, entry.segment),
             api=entry.api,
             schedule=(
                 Schedule(**entry.schedule.model_dump()) if entry.schedule is not None else None
@@ -222,11 +292,11 @@ def compile_spec(
             holdout_percent=entry.holdout,
         ),
         goal=(
-            Goal(match=_match(spec.goal.event, spec.goal.where), within_seconds=spec.goal.within)
+            Goal(match=match_of(spec.goal), within_seconds=spec.goal.within)
             if spec.goal is not None
             else None
         ),
-        exits=[_match(e.event, e.where) for e in spec.exit],
+        exits=[match_of(e) for e in spec.exit],
         delivery=Delivery(
             timezone=spec.timezone,
             quiet_hours=(QuietHours(**spec.quiet_hours.model_dump()) if spec.quiet_hours else None),
@@ -240,7 +310,7 @@ def compile_spec(
         stages=[_stage(stage, index, defaults, steps) for index, stage in enumerate(spec.stages)],
     )
     plan = plan.model_copy(update={"version": plan_hash(plan)})
-    problems = check(spec, plan, steps.locations)
+    problems = check(spec, plan, steps.locations, segments=segments)
     diagnostics = [_place(problem, document) for problem in problems]
     errors = [d for d in diagnostics if d.severity == "error"]
     if errors:
@@ -255,6 +325,32 @@ def _place(problem: Problem, document: Document | None) -> Diagnostic:
         )
     found = document.diagnostic(problem.loc, problem.message)
     return replace(found, severity=problem.severity)
+
+
+def match_of(spec: MatchSpec | EventSpec) -> EventMatch:
+    """The event match a file's match compiles to; a segment change is the engine's event."""
+    if isinstance(spec, MatchSpec) and spec.enters_segment is not None:
+        return segment_match(SEGMENT_ENTERED, spec.enters_segment)
+    if isinstance(spec, MatchSpec) and spec.leaves_segment is not None:
+        return segment_match(SEGMENT_EXITED, spec.leaves_segment)
+    assert spec.event is not None
+    return _match(spec.event, spec.where)
+
+
+def segment_match(event: str, segment_id: str) -> EventMatch:
+    """``Segment Entered`` or ``Segment Exited`` for one segment: what the router and the
+    interpreter see, so that segment hooks need nothing of their own there."""
+    return EventMatch(
+        event=event, where=[PropertyTest(path=SEGMENT_PROPERTY, op="eq", value=segment_id)]
+    )
+
+
+def _entry_match(
+    event: str | None, where: Mapping[str, Sequence[Condition]], segment: str | None
+) -> EventMatch | None:
+    if segment is not None:
+        return segment_match(SEGMENT_ENTERED, segment)
+    return _match(event, where) if event is not None else None
 
 
 def _match(event: str, where: Mapping[str, Sequence[Condition]]) -> EventMatch:
@@ -273,7 +369,7 @@ def _stage(spec: StageSpec, index: int, defaults: DefaultsSpec, steps: StepBuild
         max_dwell = DEFAULT_MAX_DWELL_SECONDS
     return StagePlan(
         name=spec.name,
-        goal=_match(spec.goal.event, spec.goal.where) if spec.goal is not None else None,
+        goal=match_of(spec.goal) if spec.goal is not None else None,
         steps=steps.build(spec.touchpoints, spec.name, ("stages", index, "touchpoints")),
         max_dwell_seconds=max_dwell,
         on_max_dwell=spec.on_max_dwell or defaults.on_max_dwell or "exit",
@@ -308,7 +404,7 @@ class StepBuilder:
             at = (*loc, "wait_for")
             return WaitForStep(
                 id=step_id,
-                match=_match(spec.event, spec.where),
+                match=match_of(spec),
                 timeout_seconds=spec.timeout,
                 lookback_seconds=spec.lookback,
                 on_event=self.build(spec.on_event, f"{step_id}.event", (*at, "on_event")),
@@ -343,7 +439,7 @@ class StepBuilder:
                 id=step_id,
                 variants=self._paths(spec_x.variants, step_id, at),
                 control=spec_x.control,
-                metric=_match(spec_x.metric.event, spec_x.metric.where),
+                metric=match_of(spec_x.metric),
                 window_seconds=spec_x.metric.within,
                 decide=(
                     Decision(
@@ -417,6 +513,11 @@ def _wait(wait: int | WaitUntilSpec | None, step_id: str) -> WaitStep:
             trait=wait.until_date, offset_seconds=wait.offset, at=wait.at, yearly=wait.yearly
         ),
     )
+
+
+def validation_diagnostics(document: Document, exc: ValidationError) -> list[Diagnostic]:
+    """Pydantic's errors for a file's data, placed in the file and worded for its author."""
+    return [_diagnostic(document, error) for error in exc.errors()]
 
 
 def _diagnostic(document: Document, error: ErrorDetails) -> Diagnostic:

@@ -1,12 +1,15 @@
-"""The JSON Schema of journey files, for editors and other tools.
+"""The JSON Schemas of journey and segment files, for editors and other tools.
 
-Generated from the spec models (``spec.py``), whose annotations describe what each custom
-validator accepts. The schema checks the shape of a file; the compiler remains the judge of
-what the schema cannot say (template syntax, time zone names, goto targets, loops, ...).
+Generated from the spec models (``spec.py``, and ``SegmentSpec`` for segment files), whose
+annotations describe what each custom validator accepts. The schema checks the shape of a
+file; the compiler remains the judge of what the schema cannot say (template syntax, time
+zone names, goto targets, loops, conditions, ...).
 
-The committed copy is ``schema/journey.schema.json``; regenerate it with::
+The committed copies are ``schema/journey.schema.json`` and ``schema/segment.schema.json``;
+regenerate them with::
 
     python -m journeyman.orchestrator.language.schema > schema/journey.schema.json
+    python -m journeyman.orchestrator.language.schema segment > schema/segment.schema.json
 """
 
 from __future__ import annotations
@@ -16,18 +19,24 @@ import functools
 import inspect
 import itertools
 import json
+import sys
 from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
-from . import spec
+from journeyman.orchestrator.customers.segment_files import SegmentSpec
+
 from .spec import JourneySpec
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # The project publishes no URL of its own: a URN names the schema without pretending to one.
 SCHEMA_ID = "urn:journeyman:schema:journey"
+SEGMENT_SCHEMA_ID = "urn:journeyman:schema:segment"
 REGENERATE = "python -m journeyman.orchestrator.language.schema > schema/journey.schema.json"
+REGENERATE_SEGMENT = (
+    "python -m journeyman.orchestrator.language.schema segment > schema/segment.schema.json"
+)
 
 
 class _Generator(GenerateJsonSchema):
@@ -63,20 +72,20 @@ class _Generator(GenerateJsonSchema):
 
 
 def _field_doc(model: type[Any], field: str) -> str | None:
-    """The docstring under ``field`` in the spec model that declares it."""
+    """The docstring under ``field`` in the model of the engine that declares it."""
     for cls in model.__mro__:
-        if cls.__module__ == spec.__name__:
-            text = _field_docs().get(cls.__name__, {}).get(field)
+        if cls.__module__.startswith("journeyman."):
+            text = _field_docs(cls.__module__).get(cls.__name__, {}).get(field)
             if text is not None:
                 return text
     return None
 
 
 @functools.cache
-def _field_docs() -> dict[str, dict[str, str]]:
-    """{model: {field: docstring}} for the classes of ``spec.py``, read from its source."""
+def _field_docs(module: str) -> dict[str, dict[str, str]]:
+    """{model: {field: docstring}} for the classes of a module, read from its source."""
     docs: dict[str, dict[str, str]] = {}
-    for node in ast.parse(inspect.getsource(spec)).body:
+    for node in ast.parse(inspect.getsource(sys.modules[module])).body:
         if not isinstance(node, ast.ClassDef):
             continue
         for field, after in itertools.pairwise(node.body):
@@ -111,10 +120,37 @@ def journey_schema() -> dict[str, Any]:
     }
 
 
+def segment_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a segment or persona file."""
+    generated = SegmentSpec.model_json_schema(mode="validation", schema_generator=_Generator)
+    return {
+        **generated,
+        "$schema": DRAFT,
+        "$id": SEGMENT_SCHEMA_ID,
+        "title": "Journeyman segment",
+        "description": (
+            "A segment or persona: a named condition over a customer's profile, behaviour and"
+            " metrics, which journeys enter, exit and wait on. See docs/segments.md."
+        ),
+    }
+
+
 def schema_text() -> str:
-    """The schema as committed: sorted keys, two-space indents, a final newline."""
-    return json.dumps(journey_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """The journey schema as committed: sorted keys, two-space indents, a final newline."""
+    return _text(journey_schema())
+
+
+def segment_schema_text() -> str:
+    """The segment schema as committed, like ``schema_text``."""
+    return _text(segment_schema())
+
+
+def _text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 if __name__ == "__main__":
-    print(schema_text(), end="")
+    kind = sys.argv[1] if len(sys.argv) > 1 else "journey"
+    if kind not in ("journey", "segment"):
+        sys.exit(f"usage: python -m {__spec__.name} [journey|segment]")
+    print(segment_schema_text() if kind == "segment" else schema_text(), end="")

@@ -10,6 +10,8 @@ how it is written back and how the schema describes it lives in ``fields.py``.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -64,6 +66,20 @@ from .fields import (
     fail,
 )
 
+_SEGMENT_ID = "[a-z0-9][a-z0-9_-]{0,63}"
+
+
+def _segment_id(value: str) -> str:
+    if not re.fullmatch(_SEGMENT_ID, value):
+        fail(
+            "a segment id starts with a lowercase letter or digit, then lowercase letters, "
+            f"digits, '_' or '-', at most 64 characters; got {value!r}"
+        )
+    return value
+
+
+SegmentId = Annotated[str, AfterValidator(_segment_id), _text(f"^{_SEGMENT_ID}$")]
+
 
 class _Spec(BaseModel):
     # Field docstrings are read by schema.py, not at import: pydantic's
@@ -72,13 +88,51 @@ class _Spec(BaseModel):
 
 
 class EventSpec(_Spec):
-    """An event name with an optional property filter (entry, goal, exit, wait_for)."""
+    """An event name with an optional property filter (an experiment's metric)."""
 
     event: Text
     """The event name, exactly as tracked (`Order Completed`)."""
     where: dict[PropertyPath, ConditionSpec] = Field(default_factory=dict)
     """Property filter: each key a dotted property path, each value a plain value (equals) or
     {operator: value} pairs (eq, ne, gt, gte, lt, lte, one_of, exists) that must all hold."""
+
+
+# The ways a match may be given: an event, or a change of segment membership.
+MATCH_KINDS = ("event", "enters_segment", "leaves_segment")
+
+
+class MatchSpec(_Spec):
+    """An event with an optional property filter, or a segment change: the customer starts
+    matching a segment (``enters_segment``) or stops matching it (``leaves_segment``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [_present(kind) for kind in MATCH_KINDS],
+            "if": _not_empty("where"),
+            "then": _present("event"),
+        }
+    )
+
+    event: Text | None = None
+    """The event name, exactly as tracked (`Order Completed`)."""
+    where: dict[PropertyPath, ConditionSpec] = Field(default_factory=dict)
+    """Property filter on `event`: each key a dotted property path, each value a plain value
+    (equals) or {operator: value} pairs (eq, ne, gt, gte, lt, lte, one_of, exists)."""
+    enters_segment: SegmentId | None = None
+    """Instead of `event`: the customer starts matching this segment or persona (its id)."""
+    leaves_segment: SegmentId | None = None
+    """Instead of `event`: the customer stops matching this segment or persona (its id)."""
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> MatchSpec:
+        given = [kind for kind in MATCH_KINDS if getattr(self, kind) is not None]
+        if not given:
+            fail("give an event, or enters_segment / leaves_segment with a segment id")
+        if len(given) > 1:
+            fail(f"give one of {', '.join(given)}, not several")
+        if self.where and self.event is None:
+            fail("where filters an event's properties; a segment change has none")
+        return self
 
 
 class ContentSpec(_Spec):
@@ -197,15 +251,16 @@ WaitSpec = Annotated[
 ]
 
 
-class WaitForSpec(EventSpec):
-    """Pause until an event arrives (``on_event``); after ``timeout``, run ``on_timeout``."""
+class WaitForSpec(MatchSpec):
+    """Pause until an event arrives or a segment changes (``on_event``); after ``timeout``,
+    run ``on_timeout``."""
 
     timeout: PositiveDuration
-    """How long to wait for the event (more than zero)."""
+    """How long to wait for the event or segment change (more than zero)."""
     lookback: WaitDuration = 0
     """Events up to this long before the step count too."""
     on_event: list[TouchpointSpec] = Field(default_factory=list)
-    """Touchpoints to run when the event came."""
+    """Touchpoints to run when the event (or segment change) came."""
     on_timeout: list[TouchpointSpec] = Field(default_factory=list)
     """Touchpoints to run when the timeout passed first."""
 
@@ -398,6 +453,21 @@ class TouchpointSpec(_Spec):
             return self.send.id
         return self.id
 
+    def nested(self) -> Iterator[tuple[list[TouchpointSpec], tuple[str | int, ...]]]:
+        """The touchpoint lists this touchpoint holds, with their places under it."""
+        if self.wait_for is not None:
+            yield self.wait_for.on_event, ("wait_for", "on_event")
+            yield self.wait_for.on_timeout, ("wait_for", "on_timeout")
+        if self.branch is not None:
+            for n, case in enumerate(self.branch.cases):
+                yield case.then, ("branch", "cases", n, "then")
+            yield self.branch.otherwise, ("branch", "otherwise")
+        for n, route in enumerate(self.split or []):
+            yield route.then, ("split", n, "then")
+        if self.experiment is not None:
+            for n, route in enumerate(self.experiment.variants):
+                yield route.then, ("experiment", "variants", n, "then")
+
 
 class StageSpec(_Spec):
     """A lifecycle stage: its goal, its touchpoints and how long a customer may stay."""
@@ -408,8 +478,9 @@ class StageSpec(_Spec):
 
     name: Identifier
     """Unique in the journey; a `goto` target."""
-    goal: EventSpec | None = None
-    """The event that converts the customer to the next stage, whatever touchpoint they are at."""
+    goal: MatchSpec | None = None
+    """The event (or segment change) that converts the customer to the next stage, whatever
+    touchpoint they are at."""
     max_dwell: PositiveDuration | None = None
     """Longest stay in the stage; 30 days by default for a stage with a goal."""
     on_max_dwell: DwellAction | None = None
@@ -490,16 +561,18 @@ class ScheduleSpec(_Spec):
 
 
 class EntrySpec(_Spec):
-    """Who enters: customers sending ``event`` (matching ``where``), by API call, and/or an
-    audience on a ``schedule``."""
+    """Who enters: customers sending ``event`` (matching ``where``) or starting to match a
+    ``segment``, by API call, and/or an audience on a ``schedule``."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "anyOf": [
                 _present("event"),
+                _present("segment"),
                 {"required": ["api"], "properties": {"api": {"const": True}}},
                 _present("schedule"),
             ],
+            "not": {"allOf": [_present("event"), _present("segment")]},
             "if": _not_empty("where"),
             "then": _present("event"),
         }
@@ -509,6 +582,9 @@ class EntrySpec(_Spec):
     """The event that brings a customer in."""
     where: dict[PropertyPath, ConditionSpec] = Field(default_factory=dict)
     """Property filter on the entry event (needs `event`)."""
+    segment: SegmentId | None = None
+    """Instead of `event`: customers enter when they start matching this segment or persona
+    (its id, from the files in `segments/`)."""
     api: Flag = False
     """true: customers can also be entered by an API call."""
     schedule: ScheduleSpec | None = None
@@ -523,18 +599,26 @@ class EntrySpec(_Spec):
 
     @model_validator(mode="after")
     def _some_way_in(self) -> EntrySpec:
-        if self.event is None and not self.api and self.schedule is None:
-            fail("entry needs an event, api: true (customers entered by API call), or a schedule")
+        if self.event is not None and self.segment is not None:
+            fail("entry takes an event or a segment, not both")
+        if self.event is None and self.segment is None and not self.api and self.schedule is None:
+            fail(
+                "entry needs an event, a segment, api: true (customers entered by API call),"
+                " or a schedule"
+            )
         if self.event is None and self.where:
+            if self.segment is not None:
+                fail("where filters the entry event; a segment entry has none")
             fail("where filters the entry event; add event")
         return self
 
 
-class GoalSpec(EventSpec):
-    """The journey's conversion: ``event`` within ``within`` of entry ends the run converted."""
+class GoalSpec(MatchSpec):
+    """The journey's conversion: ``event`` (or entering a segment) within ``within`` of entry
+    ends the run converted."""
 
     within: PositiveDuration
-    """How long after entering the event counts as the conversion."""
+    """How long after entering the event (or segment change) counts as the conversion."""
 
 
 class QuietHoursSpec(_Spec):
@@ -569,9 +653,10 @@ class JourneySpec(_Spec):
     entry: EntrySpec
     """Who enters, and how often."""
     goal: GoalSpec | None = None
-    """The journey's conversion: an event within a time of entering ends the run converted."""
-    exit: list[EventSpec] = Field(default_factory=list)
-    """Events that end the customer's run at once."""
+    """The journey's conversion: an event (or entering a segment) within a time of entering
+    ends the run converted."""
+    exit: list[MatchSpec] = Field(default_factory=list)
+    """Events (or segment changes) that end the customer's run at once."""
     timezone: TimeZone | None = None
     """IANA time zone for customers whose profile has none; UTC otherwise."""
     quiet_hours: QuietHoursSpec | None = None

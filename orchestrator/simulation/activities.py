@@ -33,6 +33,7 @@ from temporalio.common import (
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from journeyman.orchestrator.customers.settings import CustomerDataSettings
 from journeyman.orchestrator.ingest import API_ENTRY_EVENT, workflow_id_for
 from journeyman.orchestrator.storage.experiments import VariantResult, pick_winner
 from journeyman.workflows import expressions, timing
@@ -117,6 +118,7 @@ class SimulatedActivities:
         scenario: Scenario,
         seed: int,
         recorder: Recorder,
+        settings: CustomerDataSettings | None = None,
     ) -> None:
         self._client = client
         self._task_queue = task_queue
@@ -124,6 +126,8 @@ class SimulatedActivities:
         self._scenario = scenario
         self._seed = seed
         self._recorder = recorder
+        # How conditions' ``metrics.*`` are read from the customers' events (customers.yaml).
+        self._settings = settings or CustomerDataSettings()
         self.customers: dict[str, Customer] = {}
         self._claimed: set[str] = set()  # send keys, as the ledger's unique key
         self._sent_at: dict[tuple[str, str], list[datetime]] = {}  # (customer, channel)
@@ -160,6 +164,7 @@ class SimulatedActivities:
             workflow_id=workflow_id_for(plan.journey_id, customer_id),
             traits=population.profile(scenario, seed, customer_id),
             entry=entry,
+            settings=self._settings,
         )
         customer.remember(entry.message_id, entry.name, entry.properties, at)
         customer.recall(scenario.history, seed=seed, now=at)

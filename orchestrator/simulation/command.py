@@ -26,6 +26,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from journeyman.orchestrator.customers.settings import (
+    CustomerDataSettings,
+    CustomerSettingsError,
+    load_customer_settings,
+)
 from journeyman.orchestrator.language import (
     DurationError,
     JourneyError,
@@ -49,6 +54,7 @@ class _Request:
     seed: int
     horizon_seconds: int
     progress: bool
+    settings: CustomerDataSettings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,13 +75,15 @@ def run(args: argparse.Namespace) -> int:
         scenario = (
             load_scenario(args.scenario, plan) if args.scenario is not None else NOBODY_REACTS
         )
-    except (JourneyError, ScenarioError) as exc:
+        # Conditions reading metrics.* see them as the worker beside these journeys would.
+        settings = load_customer_settings(args.journey.parent)
+    except (JourneyError, ScenarioError, CustomerSettingsError) as exc:
         print(str(exc), file=sys.stderr)
         return 1
     if args.scenario is None and not args.json:
         _hint(args.journey)
     started = time.monotonic()
-    request = _Request(plan, scenario, args.customers, args.seed, horizon, not args.json)
+    request = _Request(plan, scenario, args.customers, args.seed, horizon, not args.json, settings)
     kind, payload = _in_child(request)
     if kind == "interrupted":
         print("journeyman simulate: interrupted", file=sys.stderr)
@@ -153,6 +161,7 @@ async def _simulate_and_exit(sender: Connection, request: _Request) -> None:
             seed=request.seed,
             horizon_seconds=request.horizon_seconds,
             progress=progress,
+            settings=request.settings,
         )
     )
     # Ctrl-C cancels the simulation, which stops its servers; asyncio.run's own handling would

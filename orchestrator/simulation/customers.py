@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from journeyman.orchestrator.customers.settings import CustomerDataSettings
 from journeyman.workflows import expressions
 from journeyman.workflows.inputs import JourneyEvent
 
 from .distributions import Distribution, Scalar
+from .metrics import ConditionMetrics
 from .scenario import Reaction, Scenario
 
 # Synthetic addresses must never reach anyone: .invalid is reserved for that (RFC 2606).
@@ -87,13 +89,15 @@ class Emission:
 
 @dataclass
 class Customer:
-    """One synthetic customer's state: traits (updates change them) and events so far."""
+    """One synthetic customer's state: traits (updates change them) and events so far;
+    ``settings`` say how their metrics are read from those events."""
 
     id: str
     workflow_id: str
     traits: dict[str, Any]
     entry: JourneyEvent
     history: dict[str, list[expressions.StoredEvent]] = field(default_factory=dict)
+    settings: CustomerDataSettings = field(default_factory=CustomerDataSettings)
     _remembered: set[str] = field(default_factory=set)
 
     def remember(
@@ -106,13 +110,19 @@ class Customer:
         self.history.setdefault(name, []).append(expressions.StoredEvent(name, properties, at))
 
     def context(self, now: datetime) -> expressions.Context:
-        """What a condition sees at ``now``: events scheduled for later have not happened."""
+        """What a condition sees at ``now``: events scheduled for later have not happened, and
+        the metrics are those the events so far give."""
         history = {
             name: [event for event in events if event.occurred_at <= now]
             for name, events in self.history.items()
         }
+        everything = [event for events in history.values() for event in events]
         return expressions.Context(
-            traits=self.traits, event=self.entry.properties, history=history, now=now
+            traits=self.traits,
+            event=self.entry.properties,
+            history=history,
+            now=now,
+            metrics=ConditionMetrics(self.id, everything, settings=self.settings, now=now),
         )
 
     def recall(self, past: Sequence[Reaction], *, seed: int, now: datetime) -> None:

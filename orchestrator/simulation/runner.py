@@ -32,6 +32,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from journeyman.orchestrator.customers.settings import CustomerDataSettings
 from journeyman.orchestrator.embedded.temporal import ensure_search_attributes
 from journeyman.orchestrator.progress import Progress
 from journeyman.workflows import search_attributes
@@ -119,8 +120,13 @@ async def simulate(
     horizon_seconds: int = DEFAULT_HORIZON_SECONDS,
     progress: Progress | None = None,
     tuning: Tuning | None = None,
+    settings: CustomerDataSettings | None = None,
 ) -> Report:
-    """Run ``customers`` synthetic customers through ``plan``; the report of what happened."""
+    """Run ``customers`` synthetic customers through ``plan``; the report of what happened.
+
+    ``settings`` (customers.yaml; default: its defaults) say how the ``metrics.*`` that
+    conditions read are derived from each customer's simulated events.
+    """
     if customers < 1:
         raise ValueError("simulate at least one customer")
     tuning = tuning or Tuning()
@@ -153,7 +159,7 @@ async def simulate(
         async with lanes:
             env = await _start_server(binary)
             try:
-                shard = _Shard(env, plan, scenario, seed, recorder, tuning)
+                shard = _Shard(env, plan, scenario, seed, recorder, tuning, settings)
                 await shard.run(shards[index], start, horizon_seconds, done[index])
             finally:
                 await env.shutdown()
@@ -207,6 +213,7 @@ class _Shard:
         seed: int,
         recorder: Recorder,
         tuning: Tuning,
+        settings: CustomerDataSettings | None,
     ) -> None:
         self.env, self.plan, self.scenario, self.seed = env, plan, scenario, seed
         self.tuning = tuning
@@ -218,6 +225,7 @@ class _Shard:
             scenario=scenario,
             seed=seed,
             recorder=recorder,
+            settings=settings,
         )
 
     async def run(

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from journeyman.orchestrator.language import compile_file
+from journeyman.orchestrator.language.compiler import journey_files
 
 REPO = Path(__file__).resolve().parents[2]
 JOURNEYS = REPO / "journeys"
@@ -139,8 +140,15 @@ def test_up_serves_stops_cleanly_and_keeps_customers_across_restart(data_dir: Pa
         journeys = httpx.get(
             f"{api}/api/journeys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
         )
-        shipped = {compile_file(path).journey_id for path in JOURNEYS.glob("*.yaml")}
+        shipped = {compile_file(path).journey_id for path in journey_files(JOURNEYS)}
         assert {j["id"] for j in journeys.json()} == shipped
+        # The segments beside the journeys were deployed first.
+        segments = httpx.get(
+            f"{api}/api/segments", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        assert {s["id"] for s in segments.json()} == {
+            path.stem for path in (JOURNEYS / "segments").glob("*.yaml")
+        }
         # The run started before the restart is still there and reacts to the next goal.
         _track(api, "u1", "Product Viewed")
         _wait(

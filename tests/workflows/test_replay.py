@@ -4,9 +4,10 @@ Each file in ``histories/`` is a real run of a shipped journey on the time-skipp
 (a customer who converts stage after stage, and one who never answers). Replaying them with
 today's interpreter fails if a change to ``workflows/`` would break runs already in flight;
 such a change needs ``workflow.patched``. After a deliberate, patched change (or a change to
-a shipped journey), record them again:
+a shipped journey), record them again, only for the journeys concerned (the others keep
+guarding the interpreter):
 
-    python3 dev.py test tests/workflows/test_replay.py --record-histories
+    python3 dev.py test tests/workflows/test_replay.py -k JOURNEY --record-histories
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from temporalio.worker import Replayer
 
 from journeyman.orchestrator.embedded import EmbeddedPostgres
 from journeyman.orchestrator.language import compile_file
+from journeyman.orchestrator.language.compiler import journey_files
 from journeyman.workflows.journey import JourneyWorkflow
 from journeyman.workflows.plan import EventMatch, Plan, PropertyTest
 
@@ -32,7 +34,7 @@ from .conftest import Harness, event, running_harness
 
 REPO = Path(__file__).resolve().parents[2]
 HISTORIES = Path(__file__).parent / "histories"
-SHIPPED = sorted((REPO / "journeys").glob("*.yaml"))
+SHIPPED = journey_files(REPO / "journeys")  # configuration files are not journeys
 
 # One profile that every shipped journey can render and branch on.
 PROFILE: dict[str, Any] = {
@@ -141,7 +143,7 @@ async def test_recorded_history_replays(
             await record(harness, path, path_name)
     assert _exists(target), (
         f"no recorded history for {path.name} ({path_name}); record them with "
-        "python3 dev.py test tests/workflows/test_replay.py --record-histories"
+        f"python3 dev.py test tests/workflows/test_replay.py -k {path.stem} --record-histories"
     )
     history = WorkflowHistory.from_json(f"replay/{target.stem}", _read(target))
     assert len(history.events) > 10  # a real run, not an empty file

@@ -41,6 +41,7 @@ from journeyman.orchestrator.language.builder import (
     wait,
     wait_for,
 )
+from journeyman.orchestrator.language.compiler import journey_files
 from journeyman.orchestrator.language.spec import (
     CapSpec,
     DefaultsSpec,
@@ -50,7 +51,7 @@ from journeyman.orchestrator.language.spec import (
 from journeyman.workflows.plan import Scalar
 
 REPO = Path(__file__).resolve().parents[3]
-JOURNEYS = sorted((REPO / "journeys").glob("*.yaml"))
+JOURNEYS = journey_files(REPO / "journeys")  # configuration files are not journeys
 HI = "Hi {{ profile.first_name | default('there') }},\n\n"
 CLEAR_COUPON = update(set={"cart_coupon": None, "cart_coupon_percent": None})
 

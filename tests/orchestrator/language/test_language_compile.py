@@ -22,6 +22,7 @@ from journeyman.orchestrator.language import (
     compile_source,
     plan_hash,
 )
+from journeyman.orchestrator.language.compiler import journey_files
 from journeyman.workflows.conditions import matches
 from journeyman.workflows.plan import (
     EventMatch,
@@ -34,7 +35,7 @@ from journeyman.workflows.plan import (
 )
 
 JOURNEYS = Path(__file__).resolve().parents[3] / "journeys"
-EXAMPLES = sorted(JOURNEYS.glob("*.yaml"))
+EXAMPLES = journey_files(JOURNEYS)  # configuration files are not journeys
 
 
 def compile_text(text: str) -> Plan:

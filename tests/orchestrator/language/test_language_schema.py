@@ -12,12 +12,13 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from journeyman.orchestrator.language import JourneyError, compile_source
 from journeyman.orchestrator.language.builder import dump_yaml
+from journeyman.orchestrator.language.compiler import journey_files
 from journeyman.orchestrator.language.schema import REGENERATE, journey_schema, schema_text
 from journeyman.orchestrator.language.spec import JourneySpec
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = REPO / "schema" / "journey.schema.json"
-JOURNEYS = sorted((REPO / "journeys").glob("*.yaml"))
+JOURNEYS = journey_files(REPO / "journeys")  # configuration files are not journeys
 
 BASE = """\
 id: demo
@@ -146,6 +147,18 @@ REJECTED = {
     "stage with nothing": variant(stage="{name: idle}"),
     "bad on_max_dwell": variant(stage="{name: s, goal: {event: Paid}, on_max_dwell: stay}"),
     "goal without within": variant(top="goal: {event: Order Completed}\n"),
+    "entry on an event and a segment": variant(entry="{event: Signed Up, segment: vip}"),
+    "where on a segment entry": variant(entry="{segment: vip, where: {plan: pro}}"),
+    "segment id in capitals": variant(entry="{segment: Vip}"),
+    "exit on an event and a segment": variant(top="exit: [{event: A, leaves_segment: vip}]\n"),
+    "exit on nothing": variant(top="exit: [{}]\n"),
+    "where on a segment change": variant(
+        touchpoint="wait_for: {enters_segment: vip, where: {a: 1}, timeout: 1d}"
+    ),
+    "wait_for on nothing": variant(touchpoint="wait_for: {timeout: 1d}"),
+    "goal on two segments": variant(
+        top="goal: {enters_segment: vip, leaves_segment: lost, within: 1d}\n"
+    ),
 }
 
 
@@ -183,6 +196,15 @@ ACCEPTED = {
     "holdout as a number": variant(entry="{event: Signed Up, holdout: 2.5}"),
     "holdout as a percentage": variant(entry="{event: Signed Up, holdout: 99.5%}"),
     "stage with a goal only": variant(stage="{name: s, goal: {event: Paid}, max_dwell: 720h}"),
+    "segment entry": variant(entry="{segment: vip, api: true}"),
+    "segment hooks": variant(
+        top="""\
+        goal: {enters_segment: vip, within: 30d}
+        exit: [{leaves_segment: vip}, {enters_segment: lost}, {event: Unsubscribed}]
+        """,
+        stage="{name: s, goal: {leaves_segment: at_risk}, touchpoints: [{wait_for:"
+        " {enters_segment: at_risk, timeout: 7d, lookback: 1h}}]}",
+    ),
     "delivery settings": variant(
         top="""\
         timezone: Asia/Seoul

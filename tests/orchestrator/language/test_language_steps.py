@@ -885,8 +885,8 @@ def test_bad_entry_settings() -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        ("{where: {plan: pro}}", "3:8: entry: entry needs an event, api: true (customers "
-         "entered by API call), or a schedule"),
+        ("{where: {plan: pro}}", "3:8: entry: entry needs an event, a segment, api: true "
+         "(customers entered by API call), or a schedule"),
         ("{api: true, where: {plan: pro}}", "3:8: entry: where filters the entry event; add event"),
         ("{event: A, api: 1}", "3:24: entry.api: expected true or false, got 1"),
         ("{event: A, holdout: 100}", "3:28: entry.holdout: a share is a percentage from 0 to "

@@ -16,15 +16,22 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from journeyman.orchestrator.customers.events import SEGMENT_EXITED
+from journeyman.orchestrator.customers.settings import (
+    CustomerDataSettings,
+    load_customer_settings,
+    parse_customer_settings,
+)
 from journeyman.orchestrator.language import compile_file
+from journeyman.orchestrator.language.compiler import journey_files
 from journeyman.orchestrator.simulation import Report, load_scenario, parse_scenario, simulate
 from journeyman.orchestrator.simulation.customers import (
     Customer,
@@ -35,6 +42,7 @@ from journeyman.orchestrator.simulation.customers import (
 from journeyman.orchestrator.simulation.report import RESOLUTION_SECONDS, StageResult
 from journeyman.orchestrator.simulation.scenario import Reaction, Scenario
 from journeyman.workflows import expressions, local_time
+from journeyman.workflows.inputs import JourneyEvent
 from journeyman.workflows.journey import is_held_out
 from journeyman.workflows.plan import BranchStep, Plan, SendStep, walk
 from journeyman.workflows.program import bucket
@@ -47,7 +55,15 @@ DAY = timedelta(days=1)
 # Simulated time also moves while the worker is busy: "at 10:00" means within these minutes.
 SLACK = timedelta(minutes=5)
 # The journeys simulated below, one test each.
-SIMULATED = {"lifecycle", "abandoned_cart", "post_purchase_survey", "loyalty", "win_back", "b2b"}
+SIMULATED = {
+    "lifecycle",
+    "abandoned_cart",
+    "post_purchase_survey",
+    "loyalty",
+    "win_back",
+    "b2b",
+    "vip_welcome",
+}
 
 
 # --- watching who gets what ------------------------------------------------------------
@@ -130,7 +146,9 @@ class Simulated:
 async def simulated(journey: str, customers: int, watched: Watched) -> Simulated:
     plan = compile_file(JOURNEYS / f"{journey}.yaml")
     scenario = load_scenario(SCENARIOS / f"{journey}.yaml", plan)
-    report = await simulate(plan, scenario, customers=customers, seed=SEED)
+    # Conditions reading metrics.* see them as the worker beside these journeys would.
+    settings = load_customer_settings(JOURNEYS)
+    report = await simulate(plan, scenario, customers=customers, seed=SEED, settings=settings)
     accounted(plan, report)
     # What the test saw is what the report counted: the checks per customer below cover
     # every message and every stage entry.
@@ -283,7 +301,7 @@ def trait_date(customer: Customer, path: str) -> date | None:
 
 
 def test_every_shipped_journey_has_a_scenario_that_parses() -> None:
-    journeys = {path.stem for path in JOURNEYS.glob("*.yaml")}
+    journeys = {path.stem for path in journey_files(JOURNEYS)}  # not configuration files
     assert journeys == SIMULATED, "a new journey needs a scenario and a test below"
     scenarios = sorted(SCENARIOS.glob("*.yaml"))
     assert {path.stem for path in scenarios} == journeys
@@ -295,6 +313,46 @@ def test_every_shipped_journey_has_a_scenario_that_parses() -> None:
         assert plan.journey_id == named
         scenario = parse_scenario(text, plan, source=str(path))
         assert scenario.population and (scenario.stages or scenario.steps)
+
+
+def test_simulated_conditions_read_metrics_from_the_events_so_far() -> None:
+    """``metrics.*`` in a simulation: what ingest would keep from the customer's events up to
+    the moment, read with the customer data settings; the engine's own events are not
+    activity, and time alone ages the recency class."""
+    settings = parse_customer_settings("frequency: {vip: {min_revenue: 500}}\n")
+    start = datetime(2026, 11, 30, tzinfo=UTC)
+    entry = JourneyEvent(
+        message_id="entry", name="Segment Entered", properties={"segment": "vip"}, occurred_at=start
+    )
+    customer = Customer("customer-1", "journey/vip/customer-1", {}, entry, settings=settings)
+    customer.remember(entry.message_id, entry.name, entry.properties, start)
+
+    def read(source: str, at: datetime, who: Customer = customer) -> Any:
+        return expressions.evaluate_value(expressions.parse(source), who.context(at))
+
+    # Only an engine event so far: a customer production has never seen.
+    assert read("metrics.frequency", start) == "none"
+    assert read("metrics.recency", start) is None
+    assert read("metrics.days_since_last_order", start) is None
+    customer.remember("o1", "Order Completed", {"total": 300}, start - 40 * DAY)
+    customer.remember("o2", "Order Completed", {"revenue": "250.50"}, start - 10 * DAY)
+    customer.remember("s1", "Survey Answered", {"score": 9}, start - 5 * DAY)
+    customer.remember("o3", "Order Completed", {"total": 80}, start + DAY)  # not yet
+    assert read("metrics.order_count", start) == 2
+    assert read("metrics.revenue_total", start) == 550.5
+    assert read("metrics.average_order_value", start) == 275.25
+    assert read("metrics.days_since_last_order", start) == 10
+    assert read("metrics.last_satisfaction", start) == 9
+    assert read("metrics.recency", start) == "active"
+    # VIP from 500 with these settings; with the defaults (1000) two orders are sporadic.
+    assert read("metrics.frequency", start) == "vip"
+    with_defaults = replace(customer, settings=CustomerDataSettings())
+    assert read("metrics.frequency", start, with_defaults) == "sporadic"
+    assert read("metrics.order_count", start + DAY) == 3
+    # Last seen a day after the start; active for 30 days, inactive up to 90, then lost.
+    assert read("metrics.recency", start + 31 * DAY) == "active"
+    assert read("metrics.recency", start + 60 * DAY) == "inactive"
+    assert read("metrics.recency", start + 100 * DAY) == "lost"
 
 
 # --- one simulation per journey --------------------------------------------------------
@@ -564,3 +622,70 @@ async def test_b2b(watch: Watched) -> None:
             due = wall_instant(plan, customer, renews - before * DAY, time(9, 30))
             (signed,) = watch.stage_entries(customer.id, "retention")
             assert near(at, due) or (due < at and signed + 90 * DAY <= at <= signed + 96 * DAY)
+
+
+def next_local(plan: Plan, customer: Customer, after: datetime, at: time) -> datetime:
+    """The first ``at`` local time for the customer at or after ``after``."""
+    moment = wall_instant(plan, customer, local(plan, customer, after).date(), at)
+    return moment if moment >= after else wall_instant(plan, customer, moment.date() + DAY, at)
+
+
+def exited_segment(customer: Customer, segment: str) -> bool:
+    """The customer left ``segment`` at some point of the simulation."""
+    exits = customer.history.get(SEGMENT_EXITED, ())
+    return any(e.properties["segment"] == segment for e in exits)
+
+
+def left_vip(customer: Customer, before: datetime) -> bool:
+    """An exit of the journey happened by ``before``: leaving `vip` (not another segment), or
+    unsubscribing."""
+    exits = [
+        e for e in history(customer, SEGMENT_EXITED, before) if e.properties["segment"] == "vip"
+    ]
+    return bool(exits or history(customer, "Unsubscribed", before))
+
+
+async def test_vip_welcome(watch: Watched) -> None:
+    run = await simulated("vip_welcome", customers=100, watched=watch)
+    plan, report = run.plan, run.report
+    linear_funnel(report)
+    loyalty = run.stage("loyalty")
+    # One wait and one email: everyone is thanked or has left by then; nobody is still inside.
+    assert report.runs.active == 0
+    assert run.sent("vip-thank-you") == report.runs.completed == loyalty.moved_on > 0
+    assert loyalty.exited == report.runs.exited > 0
+    thanked = watch.recipients("vip-thank-you")
+    others = set(watch.customers) - thanked
+    for customer, at in watch.sent("vip-thank-you"):
+        # At the first ten o'clock, local time, after they became VIP, and only while still VIP
+        # and subscribed.
+        assert near(at, next_local(plan, customer, watch.entered_at(customer.id), time(10)))
+        assert not left_vip(customer, at), customer.id
+    for customer_id in others:
+        customer = watch.customers[customer_id]
+        ten = next_local(plan, customer, watch.entered_at(customer_id), time(10))
+        assert left_vip(customer, ten), customer_id
+    # Both ways out are taken, and leaving another segment is not one of them.
+    left = [watch.customers[c] for c in others]
+    assert any(exited_segment(customer, "vip") for customer in left)
+    assert any(customer.history.get("Unsubscribed") for customer in left)
+    assert any(exited_segment(watch.customers[c], "at_risk") for c in thanked)
+    # The simulated customers carry the metrics the segment reads: VIP from the order stored
+    # as they enter (journeys/customers.yaml: a revenue total of 1000), not a moment before.
+    is_vip = expressions.parse('metrics.frequency == "vip"')
+    for customer_id, customer in watch.customers.items():
+        entered = watch.entered_at(customer_id)
+        assert expressions.evaluate(is_vip, customer.context(entered)), customer_id
+        before = customer.context(entered - timedelta(seconds=1))
+        assert not expressions.evaluate(is_vip, before), customer_id
+    # Only frequent buyers (metrics.order_count >= 4 in the scenario) order after the
+    # thank-you; that some do shows the scenario's condition saw their metrics.
+    counted = expressions.parse("metrics.order_count")
+    reordered = 0
+    for customer, at in watch.sent("vip-thank-you"):
+        orders = expressions.evaluate_value(counted, customer.context(at))
+        after = [e for e in customer.history.get("Order Completed", ()) if e.occurred_at > at]
+        if after:
+            reordered += 1
+            assert orders >= 4, (customer.id, orders)
+    assert reordered > 0
