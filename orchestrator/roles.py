@@ -18,11 +18,14 @@ from temporalio.client import Client
 from journeyman.channels import SmtpProvider
 from journeyman.workflows.activities import JourneyActivities
 from journeyman.workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+from journeyman.workflows.sweep import SweepActivities, ensure_sweep_schedule, sweep_now
 from journeyman.workflows.worker import build_worker
 
 from .api import Services, create_app
 from .config import ENVIRONMENT, ConfigError, Settings
 from .credentials import Credentials
+from .customers.settings import load_customer_settings
+from .customers.sweep_segments import load_segments
 from .dispatcher import Dispatcher
 from .embedded.temporal import ensure_search_attributes
 from .scheduling import Scheduler
@@ -66,7 +69,12 @@ def email_provider(settings: Settings, endpoints: Endpoints) -> SmtpProvider:
 
 
 async def run_worker(settings: Settings, endpoints: Endpoints, stop: asyncio.Event) -> None:
-    """The journey worker, the outbox dispatcher and the entry scheduler, until ``stop``."""
+    """The journey worker, the outbox dispatcher and the entry scheduler, until ``stop``.
+
+    Also keeps the customer sweep's Temporal Schedule in line with ``customers.yaml``.
+    """
+    # A broken customers.yaml stops the worker at once, naming the file and the field.
+    customer_settings = load_customer_settings(settings.journeys_dir)
     client = await connect_temporal(
         endpoints.temporal_address, namespace=settings.temporal_namespace
     )
@@ -76,7 +84,19 @@ async def run_worker(settings: Settings, endpoints: Endpoints, stop: asyncio.Eve
         activities = JourneyActivities(
             pool, email=email_provider(settings, endpoints), from_address=settings.smtp_from
         )
-        worker = build_worker(client, task_queue=settings.task_queue, activities=activities)
+        worker = build_worker(
+            client,
+            task_queue=settings.task_queue,
+            activities=activities,
+            sweep=SweepActivities(pool, settings=customer_settings),
+        )
+        await ensure_sweep_schedule(
+            client, task_queue=settings.task_queue, interval=customer_settings.sweep.interval
+        )
+        if (await load_segments(pool))[1]:
+            # Segments deployed while no worker ran (`journeyman up` deploys first): fill
+            # them now rather than at the first interval.
+            await sweep_now(client, task_queue=settings.task_queue)
         dispatcher = Dispatcher(endpoints.database_url, client, task_queue=settings.task_queue)
         scheduler = Scheduler(pool)
         async with _background(dispatcher.run()), _background(scheduler.run_forever()), worker:
@@ -103,9 +123,13 @@ async def run_api(
         write_key=credentials.write_key,
         admin_token=credentials.admin_token,
         max_body_bytes=settings.max_body_bytes,
+        ingest_max_in_flight=settings.ingest_max_in_flight,
+        ingest_queue_seconds=settings.ingest_queue_seconds,
         temporal=client,
         temporal_address=endpoints.temporal_address,
         temporal_namespace=settings.temporal_namespace,
+        customer_settings=load_customer_settings(settings.journeys_dir),
+        task_queue=settings.task_queue,
     )
     server = _Server(
         uvicorn.Config(

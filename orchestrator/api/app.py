@@ -13,7 +13,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import journeyman
 
 from .errors import ApiError, api_error_handler, http_error_handler, validation_handler
-from .routes import health, ingest, journey_control, journeys
+from .routes import (
+    browser,
+    customers,
+    health,
+    ingest,
+    journey_control,
+    journeys,
+    segments,
+    sources,
+)
 from .services import Services
 
 
@@ -42,8 +51,13 @@ def create_app(services: Services, *, follow_deploys: bool = True) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_middleware(browser.IngestCors)
     app.include_router(health.router)
     app.include_router(ingest.router)
+    app.include_router(browser.router)
     app.include_router(journeys.router)
     app.include_router(journey_control.router)
+    app.include_router(sources.router)
+    app.include_router(segments.router)
+    app.include_router(customers.router)
     return app

@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 import asyncpg
 from temporalio.client import Client
 
+from journeyman.orchestrator.customers.settings import CustomerDataSettings
+from journeyman.orchestrator.customers.sweep_segments import load_segments
 from journeyman.orchestrator.ingest import TriggerIndex
 from journeyman.orchestrator.storage import active_plans, connect
 from journeyman.orchestrator.storage.journeys import DEPLOY_CHANNEL
 from journeyman.orchestrator.temporal_client import connect_temporal
+
+from .backpressure import InFlightLimiter
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,20 @@ class Services:
     # Where to (re)connect when Temporal was away at start-up; None: not configured.
     temporal_address: str | None = None
     temporal_namespace: str = "default"
+    task_queue: str = "journeyman"  # the worker's, to reach its sweep Schedule
     index: TriggerIndex = field(default_factory=TriggerIndex)
+    # Which events carry orders and satisfaction, and the class thresholds (customers.yaml).
+    customer_settings: CustomerDataSettings = field(default_factory=CustomerDataSettings)
+    # Backpressure on ingest: requests at work at once, and how long the next ones may wait
+    # for a turn (and then for a database connection) before a 503 with Retry-After.
+    ingest_max_in_flight: int = 64
+    ingest_queue_seconds: float = 1.0
+    ingest_limiter: InFlightLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ingest_limiter = InFlightLimiter(
+            self.ingest_max_in_flight, wait_seconds=self.ingest_queue_seconds
+        )
 
     async def temporal_client(self) -> Client | None:
         """The Temporal client, connecting now if start-up could not (raises while it is down)."""
@@ -40,9 +57,12 @@ class Services:
         return self.temporal
 
     async def refresh_index(self) -> None:
-        """Rebuild the trigger index from the deployed journeys."""
+        """Rebuild the trigger index from the deployed journeys and the filled segments."""
         active, others = await active_plans(self.pool)
-        self.index = TriggerIndex.build(active, others)
+        # Only filled segments are kept live: until the sweep has filled a new one, an event
+        # must not read "was not a member" as "just entered".
+        live, _ = await load_segments(self.pool)
+        self.index = TriggerIndex.build(active, others, live)
 
     async def follow_deploys(self) -> None:
         """Keep the index current when another process deploys (LISTEN, with a slow re-read)."""

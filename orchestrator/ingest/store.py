@@ -9,9 +9,10 @@ from typing import Any
 
 import asyncpg
 
-from journeyman.orchestrator.customers import identity, membership
+from journeyman.orchestrator.customers import identity, membership, metrics
 from journeyman.orchestrator.customers.events import ENGINE_SOURCE, RUN_ENDED
 from journeyman.orchestrator.customers.membership import change_event_fields
+from journeyman.orchestrator.customers.settings import CustomerDataSettings
 from journeyman.orchestrator.storage.outbox import notify_outbox
 from journeyman.workflows.conditions import matches
 from journeyman.workflows.inputs import JourneyEvent
@@ -33,8 +34,9 @@ class IngestResult:
 async def _store_event(conn: asyncpg.Connection, event: IncomingEvent) -> int | None:
     event_id: int | None = await conn.fetchval(
         "INSERT INTO events (message_id, type, customer_id, event, properties, traits, context,"
-        " occurred_at, user_id, anonymous_id, sent_at, source_id, received_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13, now()))"
+        " occurred_at, user_id, anonymous_id, sent_at, source_id, received_at, group_id,"
+        " previous_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,"
+        " coalesce($13, now()), $14, $15)"
         " ON CONFLICT (message_id) DO NOTHING RETURNING id",
         event.message_id,
         event.type,
@@ -49,6 +51,8 @@ async def _store_event(conn: asyncpg.Connection, event: IncomingEvent) -> int | 
         event.sent_at,
         event.source_id,
         event.received_at,
+        event.group_id,
+        event.previous_id,
     )
     if event_id is None:
         return None
@@ -159,14 +163,21 @@ async def _to_outbox(
 
 
 async def ingest(
-    pool: asyncpg.Pool, *, events: list[IncomingEvent], index: TriggerIndex
+    pool: asyncpg.Pool,
+    *,
+    events: list[IncomingEvent],
+    index: TriggerIndex,
+    settings: CustomerDataSettings | None = None,
 ) -> IngestResult:
     """Commit every new message (and its outbox rows) before returning; duplicates are skipped.
 
-    In the same transaction: identities are joined (``identify``, ``alias``), and the
-    segments the messages can change are re-evaluated for their customers, entering and
-    leaving stored as engine events and routed like any other.
+    In the same transaction: identities are joined (``identify``, ``alias``), each
+    customer's metrics move on (``settings`` maps events to orders and satisfaction; the
+    defaults follow the Segment e-commerce spec), and the segments the messages can change
+    are re-evaluated for their customers. Entering or leaving a segment and becoming active
+    again are stored as engine events and routed like any other.
     """
+    settings = settings or DEFAULT_SETTINGS
     # Rows are locked in customer order (stable, so each customer's events keep theirs), so
     # concurrent batches touching the same customers rarely wait on each other; a merge
     # joins two customers, so a deadlock remains possible: the whole batch is then retried
@@ -175,7 +186,7 @@ async def ingest(
     for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
         try:
             async with pool.acquire() as conn, conn.transaction():
-                return await _ingest(conn, ordered, index)
+                return await _ingest(conn, ordered, index, settings)
         except asyncpg.DeadlockDetectedError:
             if attempt == DEADLOCK_ATTEMPTS:
                 raise
@@ -183,6 +194,7 @@ async def ingest(
 
 
 DEADLOCK_ATTEMPTS = 3
+DEFAULT_SETTINGS = CustomerDataSettings()
 
 
 @dataclass
@@ -202,11 +214,14 @@ class _Pass:
 
 
 async def _ingest(
-    conn: asyncpg.Connection, ordered: list[IncomingEvent], index: TriggerIndex
+    conn: asyncpg.Connection,
+    ordered: list[IncomingEvent],
+    index: TriggerIndex,
+    settings: CustomerDataSettings,
 ) -> IngestResult:
     done = _Pass()
     for message in ordered:
-        event = await _join_identities(conn, message, index, done)
+        event = await _join_identities(conn, message, index, settings, done)
         event_id = await _store_event(conn, event)
         if event_id is None:
             done.duplicates += 1
@@ -214,6 +229,11 @@ async def _ingest(
         done.accepted += 1
         if event.type == "track":
             done.routed += await _route(conn, event, event_id, index)
+        change = await metrics.apply_event(
+            conn, customer_id=event.customer_id, event=event, settings=settings
+        )
+        if change is not None:
+            done.routed += await _record(conn, change.event(occurred_at=event.occurred_at), index)
         engine = event.context.get("source") == ENGINE_SOURCE
         done.touch(
             event.customer_id,
@@ -228,7 +248,11 @@ async def _ingest(
 
 
 async def _join_identities(
-    conn: asyncpg.Connection, event: IncomingEvent, index: TriggerIndex, done: _Pass
+    conn: asyncpg.Connection,
+    event: IncomingEvent,
+    index: TriggerIndex,
+    settings: CustomerDataSettings,
+    done: _Pass,
 ) -> IncomingEvent:
     """Merge what the message says belongs together; return it for its canonical customer.
 
@@ -262,6 +286,11 @@ async def _join_identities(
         )
     if merged is not None:
         done.merges += 1
+        change = await metrics.merge(
+            conn, from_id=merged.from_id, into_id=merged.into_id, settings=settings
+        )
+        if change is not None:
+            done.routed += await _record(conn, change.event(occurred_at=event.occurred_at), index)
         done.routed += await end_runs(
             conn, customer_id=merged.into_id, runs=merged.runs.ended, reason="merged"
         )
@@ -272,6 +301,14 @@ async def _join_identities(
     if customer_id != event.customer_id:
         event = event.model_copy(update={"customer_id": customer_id})
     return event
+
+
+async def _record(conn: asyncpg.Connection, event: IncomingEvent, index: TriggerIndex) -> int:
+    """Store an engine event and route it; an id seen before (a rerun) is skipped."""
+    event_id = await _store_event(conn, event)
+    if event_id is None or event.type != "track":
+        return 0
+    return await _route(conn, event, event_id, index)
 
 
 async def end_runs(
@@ -346,9 +383,7 @@ async def refresh_memberships(
             if silent:
                 continue
             event = IncomingEvent(**change_event_fields(change), occurred_at=now)
-            event_id = await _store_event(conn, event)
-            if event_id is not None:
-                routed += await _route(conn, event, event_id, index)
+            routed += await _record(conn, event, index)
     return routed
 
 

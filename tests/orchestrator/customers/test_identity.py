@@ -184,3 +184,10 @@ async def test_consent_is_kept_apart_from_traits(pool: asyncpg.Pool) -> None:
 async def test_group_traits_describe_the_account_not_the_customer(pool: asyncpg.Pool) -> None:
     await send(pool, message("group", user="u-1", group_id="acme", traits={"name": "Acme Inc"}))
     assert await pool.fetchval("SELECT traits FROM profiles WHERE customer_id = 'u-1'") == {}
+    assert await pool.fetchval("SELECT group_id FROM events WHERE type = 'group'") == "acme"
+
+
+async def test_an_alias_keeps_the_id_it_joined(pool: asyncpg.Pool) -> None:
+    await send(pool, message("alias", user="u-1", previous_id="anon-7"))
+    row = await pool.fetchrow("SELECT customer_id, previous_id FROM events WHERE type = 'alias'")
+    assert row is not None and (row["customer_id"], row["previous_id"]) == ("u-1", "anon-7")
