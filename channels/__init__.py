@@ -1,6 +1,18 @@
 """Message rendering and the channel providers, behind one protocol."""
 
-from .base import DeliveryReceipt, EmailMessage, EmailProvider, message_id_for
+from .base import (
+    DeliveryReceipt,
+    EmailMessage,
+    EmailProvider,
+    PushMessage,
+    PushProvider,
+    SmsMessage,
+    SmsProvider,
+    WebhookMessage,
+    WebhookProvider,
+    idempotency_key_for,
+    message_id_for,
+)
 from .errors import (
     ChannelError,
     DeliveryError,
@@ -20,12 +32,19 @@ __all__ = [
     "EmailProvider",
     "EmailTemplate",
     "PermanentDeliveryError",
+    "PushMessage",
+    "PushProvider",
     "RenderError",
     "RenderedEmail",
     "Renderer",
     "RetryableDeliveryError",
+    "SmsMessage",
+    "SmsProvider",
     "SmtpProvider",
     "SmtpSecurity",
     "SmtpSink",
+    "WebhookMessage",
+    "WebhookProvider",
+    "idempotency_key_for",
     "message_id_for",
 ]

@@ -1,8 +1,12 @@
 """What a provider sends and what it hands back: the message, the receipt and the protocol.
 
 Every channel follows the same shape: a validated message model in, a ``DeliveryReceipt``
-out, errors from ``journeyman.channels.errors``. Email is the first; SMS, push and webhooks
-come later behind their own small protocol of the same form.
+out, errors from ``journeyman.channels.errors``: email, SMS, push and webhooks each have their
+message model and a one-method protocol; a provider module implements one of them.
+
+Every message carries ``idempotency_key``: derived from the send's deterministic key, the
+same on every retry, and passed to providers that accept one (Twilio's ``I-Twilio-Idempotency-
+Token``, a webhook's header), so a retry after the provider accepted cannot send twice.
 """
 
 from __future__ import annotations
@@ -130,4 +134,63 @@ class EmailProvider(Protocol):
 
     async def send(self, message: EmailMessage) -> DeliveryReceipt:
         """Hand ``message`` over; raise a ``DeliveryError`` subclass when it is not taken."""
+        ...
+
+
+def idempotency_key_for(send_key: str) -> str:
+    """The key providers receive for one send: stable across retries, free of customer ids."""
+    return hashlib.sha256(b"journeyman-send:" + send_key.encode()).hexdigest()[:48]
+
+
+class SmsMessage(BaseModel):
+    """One text message to one phone number (E.164, ``+886912345678``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    to_number: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$")
+    body: str = Field(min_length=1, max_length=1600)
+    idempotency_key: str
+    # Where the provider reports delivery (Twilio's StatusCallback); None: no callback.
+    status_callback: str | None = None
+
+
+class PushMessage(BaseModel):
+    """One notification to one device token (Firebase Cloud Messaging)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device_token: str = Field(min_length=1, max_length=4096)
+    title: str = Field(max_length=1024)
+    body: str = Field(max_length=4096)
+    data: dict[str, str] = Field(default_factory=dict)  # FCM data values are strings
+    idempotency_key: str
+
+
+class WebhookMessage(BaseModel):
+    """One HTTP request to a customer-facing system (a CRM, a chat tool, a loyalty backend)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    method: str = Field(default="POST", pattern=r"^(GET|POST|PUT|PATCH|DELETE)$")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str = ""
+    idempotency_key: str
+
+
+class SmsProvider(Protocol):
+    async def send_sms(self, message: SmsMessage) -> DeliveryReceipt:
+        """Hand ``message`` over; raise a ``DeliveryError`` subclass when it is not taken."""
+        ...
+
+
+class PushProvider(Protocol):
+    async def send_push(self, message: PushMessage) -> DeliveryReceipt:
+        """Hand ``message`` over; raise a ``DeliveryError`` subclass when it is not taken."""
+        ...
+
+
+class WebhookProvider(Protocol):
+    async def send_webhook(self, message: WebhookMessage) -> DeliveryReceipt:
+        """Make the request; raise a ``DeliveryError`` subclass when it does not succeed."""
         ...

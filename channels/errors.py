@@ -67,6 +67,9 @@ class RetryableDeliveryError(DeliveryError):
         provider: str,
         maybe_delivered: bool,
         code: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, provider=provider, code=code)
         self.maybe_delivered = maybe_delivered
+        # Seconds the provider asked to wait (HTTP 429/503 ``Retry-After``), when it said.
+        self.retry_after = retry_after
