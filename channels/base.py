@@ -194,3 +194,21 @@ class WebhookProvider(Protocol):
     async def send_webhook(self, message: WebhookMessage) -> DeliveryReceipt:
         """Make the request; raise a ``DeliveryError`` subclass when it does not succeed."""
         ...
+
+
+class InAppMessage(BaseModel):
+    """One message for the customer's in-app inbox, shown by the browser snippet or an app."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: str
+    title: str = Field(max_length=1024)
+    body: str = Field(max_length=16_384)
+    data: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str
+
+
+class InAppProvider(Protocol):
+    async def send_in_app(self, message: InAppMessage) -> DeliveryReceipt:
+        """Store ``message`` in the customer's inbox (idempotent by its key)."""
+        ...

@@ -11,22 +11,22 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
 
 import asyncpg
+from pydantic import ValidationError
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from journeyman.channels import (
-    EmailMessage,
     EmailProvider,
-    EmailTemplate,
     PermanentDeliveryError,
     Renderer,
     RenderError,
     RetryableDeliveryError,
-    message_id_for,
 )
 from journeyman.orchestrator.customers import identity
 from journeyman.orchestrator.storage import (
@@ -40,6 +40,7 @@ from journeyman.orchestrator.storage import (
 )
 
 from . import expressions, timing
+from .compose import Outbound, Skip, compose
 from .conditions import matches_properties
 from .inputs import LoadPlanInput, SendInput, SendResult, StepInput, TransitionInput
 from .plan import (
@@ -53,6 +54,7 @@ from .plan import (
     WaitStep,
 )
 from .program import bucket
+from .providers import IDEMPOTENT_CHANNELS, ChannelProviders
 
 _Input = TypeVar("_Input", StepInput, SendInput)
 
@@ -78,12 +80,14 @@ class JourneyActivities:
         self,
         pool: asyncpg.Pool,
         *,
-        email: EmailProvider,
+        email: EmailProvider | None,
         from_address: str,
         renderer: Renderer | None = None,
+        providers: ChannelProviders | None = None,
     ) -> None:
         self._pool = pool
-        self._email = email
+        # ``email`` is the email provider; ``providers`` adds the other channels.
+        self._providers = replace(providers or ChannelProviders(), email=email)
         self._from = from_address
         self._renderer = renderer or Renderer()
         # Plans are immutable per version, so caching them can never serve a stale one.
@@ -288,15 +292,18 @@ class JourneyActivities:
                     conn, send_key=input.send_key, status="capped", reason=capped
                 )
                 return SendResult(status="capped", reason=capped)
+        idempotent = step.channel in IDEMPOTENT_CHANNELS
         if not claim.claimed:
-            if claim.status == "sending":
-                # An earlier attempt died while the provider had the message; SMTP takes no
-                # idempotency key, so sending again could deliver twice. Record and move on.
+            if claim.status != "sending":
+                return SendResult(status="duplicate", reason=f"already {claim.status}")
+            if not idempotent:
+                # An earlier attempt died while the provider had the message, and this
+                # provider takes no idempotency key: sending again could deliver twice.
                 await self._finish(input, "unknown", "an earlier attempt may have been delivered")
                 return SendResult(status="unknown", reason="earlier attempt interrupted")
-            return SendResult(status="duplicate", reason=f"already {claim.status}")
+            # The provider dedupes by the send's idempotency key: try again.
         try:
-            message = await self._compose(input, plan, step)
+            outbound = await self._compose(input, plan, step)
         except _Skip as skip:
             await self._finish(input, skip.status, skip.reason)
             return SendResult(status=skip.status, reason=skip.reason)
@@ -305,7 +312,7 @@ class JourneyActivities:
             raise
         # Shielded: once the message is handed to the provider, a cancelled or shut-down
         # activity still waits for the answer and records it, so the ledger stays truthful.
-        return await asyncio.shield(self._deliver(input, message))
+        return await asyncio.shield(self._deliver(input, outbound, idempotent=idempotent))
 
     async def _capped(
         self,
@@ -349,16 +356,13 @@ class JourneyActivities:
         assert status in ("skipped", "capped")
         return SendResult(status=status, reason=reason)
 
-    async def _compose(self, input: SendInput, plan: Plan, step: SendStep) -> EmailMessage:
+    async def _compose(self, input: SendInput, plan: Plan, step: SendStep) -> Outbound:
         traits: dict[str, Any] = (
             await self._pool.fetchval(
                 "SELECT traits FROM profiles WHERE customer_id = $1", input.customer_id
             )
             or {}
         )
-        address = traits.get("email")
-        if not isinstance(address, str) or "@" not in address:
-            raise _Skip("skipped", "customer has no email address")
         entry = input.entry_event
         context = {
             "profile": traits,
@@ -366,42 +370,52 @@ class JourneyActivities:
             "journey": {"id": plan.journey_id, "name": plan.name, "stage": input.stage},
             "customer_id": input.customer_id,
         }
-        locale = traits.get("locale")
-        content = step.content_for(locale if isinstance(locale, str) else None)
+        if not self._providers.configured(step.channel):
+            raise _Skip("failed", f"no {step.channel} provider is configured")
         try:
-            rendered = self._renderer.render_email(
-                EmailTemplate(subject=content.subject, body=content.body, html=content.html),
-                context,
+            return compose(
+                step,
+                send_key=input.send_key,
+                customer_id=input.customer_id,
+                traits=traits,
+                context=context,
+                renderer=self._renderer,
+                from_address=self._from,
             )
+        except Skip as skip:
+            raise _Skip("skipped", skip.reason) from None
         except RenderError as exc:
             raise _Skip("failed", f"template: {exc}") from None
-        name = traits.get("name") or " ".join(
-            str(traits[k]) for k in ("first_name", "last_name") if traits.get(k)
-        )
-        return EmailMessage(
-            to_address=address,
-            to_name=str(name) or None,
-            from_address=self._from,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=message_id_for(input.send_key, from_address=self._from),
-        )
+        except ValidationError as exc:
+            # A rendered value the channel cannot carry (a header with a line break, a URL
+            # that is not http): the same on every retry, so a visible failure.
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise _Skip("failed", f"rendered {where}: {problem['msg']}") from None
 
-    async def _deliver(self, input: SendInput, message: EmailMessage) -> SendResult:
+    async def _deliver(
+        self, input: SendInput, outbound: Outbound, *, idempotent: bool
+    ) -> SendResult:
         try:
-            receipt = await self._email.send(message)
+            receipt = await self._providers.deliver(outbound.message)
         except RetryableDeliveryError as exc:
-            if exc.maybe_delivered:
-                await self._finish(input, "unknown", str(exc), message)
+            if exc.maybe_delivered and not idempotent:
+                await self._finish(input, "unknown", str(exc), outbound)
                 return SendResult(status="unknown", reason=str(exc))
-            # The provider certainly did not take it: give the claim back and let Temporal retry.
+            # Not taken (or taken under a key the provider dedupes by): give the claim back
+            # and let Temporal retry, after the provider's Retry-After when it gave one.
             await ledger.release_send(self._pool, send_key=input.send_key)
+            if exc.retry_after is not None:
+                raise ApplicationError(
+                    str(exc),
+                    type="ProviderBusy",
+                    next_retry_delay=timedelta(seconds=exc.retry_after),
+                ) from exc
             raise
         except PermanentDeliveryError as exc:
-            await self._finish(input, "failed", str(exc), message)
+            await self._finish(input, "failed", str(exc), outbound)
             return SendResult(status="failed", reason=str(exc))
-        await self._finish(input, "sent", None, message, receipt.provider_message_id)
+        await self._finish(input, "sent", None, outbound, receipt.provider_message_id)
         log.debug(
             "sent %s step %s to customer %s", input.journey_id, input.step_id, input.customer_id
         )
@@ -412,7 +426,7 @@ class JourneyActivities:
         input: SendInput,
         status: ledger.FinalStatus,
         reason: str | None,
-        message: EmailMessage | None = None,
+        outbound: Outbound | None = None,
         provider_message_id: str | None = None,
     ) -> None:
         await ledger.finish_send(
@@ -420,8 +434,8 @@ class JourneyActivities:
             send_key=input.send_key,
             status=status,
             reason=reason,
-            recipient=message.to_address if message else None,
-            subject=message.subject if message else None,
+            recipient=outbound.recipient if outbound else None,
+            subject=outbound.summary if outbound else None,
             provider_message_id=provider_message_id,
         )
 

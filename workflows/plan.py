@@ -26,7 +26,8 @@ class _Frozen(BaseModel):
 
 
 Operator = Literal["eq", "ne", "gt", "gte", "lt", "lte", "one_of", "exists"]
-Channel = Literal["email"]
+Channel = Literal["email", "sms", "push", "webhook", "in_app"]
+CHANNELS: tuple[Channel, ...] = ("email", "sms", "push", "webhook", "in_app")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -58,12 +59,25 @@ class Content(_Frozen):
 
 
 class SendStep(_Frozen):
+    """A message on one channel; every text is a jinja2 template.
+
+    email: ``subject``, ``body`` (text), ``html``. sms: ``body``. push and in_app: ``subject``
+    is the title, ``body`` the text, ``data`` extra key/values. webhook: ``url``, ``method``,
+    ``headers`` and ``body`` (the request body).
+    """
+
     kind: Literal["send"] = "send"
     id: str
     channel: Channel = "email"
-    subject: str
+    subject: str = ""
     body: str
     html: str | None = None
+    data: dict[str, str] = Field(default_factory=dict)
+    url: str | None = None
+    method: str = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    # The subscription group the message belongs to (consent and unsubscribe are per group).
+    group: str = "marketing"
     # Per-locale content, chosen by the profile's ``locale`` trait ("fr-CA", then "fr").
     locales: dict[str, Content] = Field(default_factory=dict)
     template: str | None = None  # the named template the content came from, if any
