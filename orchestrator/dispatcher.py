@@ -15,7 +15,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -125,6 +125,46 @@ class Dispatcher:
                 log.error("outbox row %s is a dead letter after %s attempts", row.id, MAX_ATTEMPTS)
         return len(rows), transient
 
+    async def _start(
+        self, row: outbox.OutboxRow, event: JourneyEvent, policy: WorkflowIDReusePolicy
+    ) -> None:
+        await self._client.start_workflow(
+            JourneyWorkflow.run,
+            JourneyInput(
+                journey_id=row.journey_id, version=row.version, customer_id=row.customer_id
+            ),
+            id=row.workflow_id,
+            task_queue=self._task_queue,
+            start_signal=EVENT_SIGNAL,
+            start_signal_args=[event],
+            id_reuse_policy=policy,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(JOURNEY_ID, row.journey_id),
+                    SearchAttributePair(CUSTOMER_ID, row.customer_id),
+                ]
+            ),
+            task_timeout=timedelta(seconds=10),
+            rpc_timeout=RPC_TIMEOUT,
+        )
+
+    async def _id_was_freed(self, row: outbox.OutboxRow) -> bool:
+        """Whether the closed run holding this entry's workflow id predates the entry's run."""
+        entered = row.run_entered_at
+        if entered is None:
+            return False
+        try:
+            described = await self._client.get_workflow_handle(row.workflow_id).describe(
+                rpc_timeout=RPC_TIMEOUT
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return True  # deleted meanwhile
+            raise
+        return (
+            described.status != WorkflowExecutionStatus.RUNNING and described.start_time < entered
+        )
+
     async def _deliver_in_order(
         self, rows: list[outbox.OutboxRow]
     ) -> tuple[list[int], tuple[outbox.OutboxRow, RPCError] | None]:
@@ -141,27 +181,15 @@ class Dispatcher:
     async def _deliver(self, row: outbox.OutboxRow) -> None:
         event = JourneyEvent.model_validate(row.payload["event"])
         if row.payload.get("entry"):
-            # Once per customer: a finished run is never restarted by a late duplicate.
-            with contextlib.suppress(WorkflowAlreadyStartedError):
-                await self._client.start_workflow(
-                    JourneyWorkflow.run,
-                    JourneyInput(
-                        journey_id=row.journey_id, version=row.version, customer_id=row.customer_id
-                    ),
-                    id=row.workflow_id,
-                    task_queue=self._task_queue,
-                    start_signal=EVENT_SIGNAL,
-                    start_signal_args=[event],
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes(
-                        [
-                            SearchAttributePair(JOURNEY_ID, row.journey_id),
-                            SearchAttributePair(CUSTOMER_ID, row.customer_id),
-                        ]
-                    ),
-                    task_timeout=timedelta(seconds=10),
-                    rpc_timeout=RPC_TIMEOUT,
-                )
+            try:
+                await self._start(row, event, WorkflowIDReusePolicy.REJECT_DUPLICATE)
+            except WorkflowAlreadyStartedError:
+                # Once per customer: a finished run is never restarted by a late duplicate.
+                # The one exception is a closed run older than the run row this entry made:
+                # its id was freed (the customer was erased, and a new customer came back
+                # under the same id) while Temporal still keeps the old history.
+                if await self._id_was_freed(row):
+                    await self._start(row, event, WorkflowIDReusePolicy.ALLOW_DUPLICATE)
             return
         handle: WorkflowHandle[JourneyWorkflow, str] = self._client.get_workflow_handle_for(
             JourneyWorkflow.run, row.workflow_id

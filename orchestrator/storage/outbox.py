@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,8 @@ class OutboxRow:
     workflow_id: str
     payload: dict[str, Any]
     attempts: int
+    # When the run this row goes to entered (its journey_runs row), if that row still exists.
+    run_entered_at: datetime | None = None
 
 
 async def notify_outbox(conn: asyncpg.Connection) -> None:
@@ -31,8 +34,10 @@ async def claim_outbox(
 ) -> list[OutboxRow]:
     """The oldest undelivered rows that are not dead letters, in order (leader only)."""
     rows = await conn.fetch(
-        "SELECT id, journey_id, version, customer_id, workflow_id, payload, attempts FROM outbox"
-        " WHERE delivered_at IS NULL AND attempts < $2 ORDER BY id LIMIT $1",
+        "SELECT o.id, o.journey_id, o.version, o.customer_id, o.workflow_id, o.payload,"
+        " o.attempts, r.entered_at AS run_entered_at FROM outbox o"
+        " LEFT JOIN journey_runs r USING (workflow_id)"
+        " WHERE o.delivered_at IS NULL AND o.attempts < $2 ORDER BY o.id LIMIT $1",
         limit,
         max_attempts,
     )

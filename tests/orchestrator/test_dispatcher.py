@@ -79,6 +79,29 @@ async def test_entry_starts_a_run_and_other_events_never_do(
     assert [w.status for w in runs] == [WorkflowExecutionStatus.TERMINATED]
 
 
+async def test_an_id_freed_by_erasure_starts_a_new_run(
+    conn: asyncpg.Connection, database_url: str, temporal_dev_server: TemporalDevServer
+) -> None:
+    # An erased customer's finished run keeps its id in Temporal until deleted; a new customer
+    # under the same id enters again, with a run row newer than that closed run.
+    client = await _client(temporal_dev_server)
+    queue = f"nobody-polls-{uuid.uuid4()}"
+    workflow_id = f"journey/j/{uuid.uuid4()}"
+    dispatcher = Dispatcher(database_url, client, task_queue=queue)
+    await _row(conn, workflow_id, entry=True)
+    assert await dispatcher.drain_once(conn) == (1, 0)
+    await client.get_workflow_handle(workflow_id).terminate("the customer was erased")
+    await conn.execute(
+        "INSERT INTO journey_runs (journey_id, customer_id, version, workflow_id)"
+        " VALUES ('j', 'c', 'v1', $1)",
+        workflow_id,
+    )
+    await _row(conn, workflow_id, entry=True)
+    assert await dispatcher.drain_once(conn) == (1, 0)
+    runs = [w async for w in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+    assert sorted(w.status.name for w in runs if w.status) == ["RUNNING", "TERMINATED"]
+
+
 async def test_outage_holds_rows_back_without_counting_attempts(
     conn: asyncpg.Connection, database_url: str
 ) -> None:
