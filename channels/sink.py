@@ -199,7 +199,9 @@ class SmtpSink:
         options: dict[str, Any] = {"server_hostname": self._server_hostname}
         if self.credentials:
             options["authenticator"] = self._authenticate
-            options["auth_require_tls"] = self._tls_context is not None
+            # With implicit TLS the listener wraps the socket before aiosmtpd sees it, so
+            # aiosmtpd cannot tell the session is encrypted: requiring TLS would hide AUTH.
+            options["auth_require_tls"] = self._tls_context is not None and not self._implicit_tls
         if self._implicit_tls:
             options["ssl_context"] = self._tls_context
         elif self._tls_context is not None:

@@ -24,12 +24,13 @@ from journeyman.channels.base import (
 from .compose import OutboundMessage
 from .plan import Channel
 
-# Channels whose provider receives the send's idempotency key (Twilio's idempotency token, a
-# webhook's Idempotency-Key header, the in-app inbox's unique key): sending again after an
-# attempt that may have got through cannot deliver twice, so such a send is simply retried.
-# SMTP and FCM take no key: there, an attempt that may have got through is recorded as
+# Channels where sending again after an attempt that may have got through cannot deliver
+# twice: the in-app inbox is unique by the send's key, and webhook receivers get it as
+# `Idempotency-Key` (the documented contract for receivers). Such a send is simply retried.
+# SMTP, SendGrid, Postmark and FCM take no key, and Twilio documents none for its Messages
+# API (the token is sent anyway): there, an attempt that may have got through is recorded as
 # `unknown` and not repeated.
-IDEMPOTENT_CHANNELS: Final = frozenset({"sms", "webhook", "in_app"})
+IDEMPOTENT_CHANNELS: Final = frozenset({"webhook", "in_app"})
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from journeyman.channels import (
     EmailMessage,
@@ -70,6 +71,27 @@ async def test_delivers_text_and_html_as_alternatives(
     assert isinstance(plain, MimeMessage) and isinstance(html, MimeMessage)
     assert plain.get_content() == "Hello Ada,\nwelcome.\n"
     assert html.get_content().strip() == "<p>Hello <b>Ada</b>, welcome.</p>"
+
+
+async def test_one_click_unsubscribe_headers_arrive_intact(
+    sink: SmtpSink, make_message: MessageFactory
+) -> None:
+    # RFC 8058: both headers, the URL long enough that the header has to be folded.
+    token = "3f2a" * 30
+    unsubscribe = (
+        f"<https://shop.example/unsubscribe/{token}>, <mailto:unsub@shop.example?subject={token}>"
+    )
+    message = make_message(
+        headers={
+            "List-Unsubscribe": unsubscribe,
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+    )
+    await provider_for(sink).send(message)
+    received = only_message(sink)
+    assert received["List-Unsubscribe"] == unsubscribe
+    assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert received.get_content_type() == "multipart/alternative"
 
 
 async def test_text_only_message_is_a_single_part(
@@ -210,6 +232,96 @@ async def test_implicit_tls(certificate: Certificate, make_message: MessageFacto
         provider = provider_for(sink, security="ssl", ssl_context=certificate.client_context())
         await provider.send(make_message())
         assert len(sink.messages) == 1
+
+
+class _AuthenticatedKeeper:
+    """Keeps messages from authenticated sessions only."""
+
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        self.messages.append(envelope.original_content)
+        return "250 OK"
+
+
+def _mailer_password(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == b"mailer"
+        and auth_data.password == PASSWORD.encode()
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+async def test_implicit_tls_with_auth(
+    certificate: Certificate, make_message: MessageFactory
+) -> None:
+    # A plain aiosmtpd server rather than SmtpSink: aiosmtpd cannot tell that a connection
+    # its listener wrapped in TLS is encrypted, so it must be told that AUTH is safe here.
+    keeper = _AuthenticatedKeeper()
+    port = unused_port()
+    controller = Controller(
+        keeper,
+        hostname="127.0.0.1",
+        port=port,
+        server_hostname="t.local",
+        ssl_context=certificate.server_context(),
+        authenticator=_mailer_password,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        provider = SmtpProvider(
+            "127.0.0.1",
+            port,
+            security="ssl",
+            ssl_context=certificate.client_context(),
+            username="mailer",
+            password=PASSWORD,
+            timeout=5.0,
+            local_hostname="tests.localhost",
+        )
+        await provider.send(make_message())
+        assert len(keeper.messages) == 1
+        wrong = SmtpProvider(
+            "127.0.0.1",
+            port,
+            security="ssl",
+            ssl_context=certificate.client_context(),
+            username="mailer",
+            password="not-the-password",
+            timeout=5.0,
+            local_hostname="tests.localhost",
+        )
+        with pytest.raises(PermanentDeliveryError, match="AUTH refused: 535"):
+            await wrong.send(make_message())
+        assert len(keeper.messages) == 1
+    finally:
+        controller.stop()
+
+
+async def test_wrong_password_over_starttls_is_permanent_and_never_echoed(
+    certificate: Certificate, make_message: MessageFactory
+) -> None:
+    wrong = "wrong-password-over-tls"
+    sink = SmtpSink(credentials={"mailer": PASSWORD}, tls_context=certificate.server_context())
+    with sink:
+        provider = provider_for(
+            sink,
+            security="starttls",
+            ssl_context=certificate.client_context(),
+            username="mailer",
+            password=wrong,
+        )
+        with pytest.raises(PermanentDeliveryError, match="AUTH refused: 535") as caught:
+            await provider.send(make_message())
+        assert sink.messages == []
+    assert wrong not in str(caught.value) and wrong not in repr(caught.value.__cause__)
 
 
 async def test_untrusted_certificate_is_permanent(
