@@ -9,9 +9,11 @@ Each helper returns a validated spec model (``spec.py``), so bad input raises py
     )
     plan = compile_python(spec)          # the checks a file gets; raises JourneyError
 
+    Path("journeys/welcome.yaml").write_text(dump_yaml(spec))
+
 Segment hooks: ``entry(segment="vip")``, ``exit=[leaves_segment("vip")]``,
 ``wait_for(enters_segment="vip", timeout="7d")``, ``goal(enters_segment="vip", within="30d")``.
-    Path("journeys/welcome.yaml").write_text(dump_yaml(spec))
+Channels: ``send`` is an email; ``sms``, ``push``, ``in_app`` and ``webhook`` the others.
 
 ``compile_source(dump_yaml(spec))`` gives the plan version ``build_plan(spec)`` gives.
 """
@@ -29,10 +31,19 @@ from journeyman.workflows.plan import Plan, Scalar, Weekday
 from .compiler import compile_spec
 from .fields import OPERATORS, DwellAction
 from .locations import Diagnostic, JourneyError, Loc, render_path
+from .sends import (
+    ContentSpec,
+    EmailSendSpec,
+    InAppSendSpec,
+    NotificationContentSpec,
+    PushSendSpec,
+    SmsSendSpec,
+    TemplateSpec,
+    WebhookSendSpec,
+)
 from .spec import (
     BranchSpec,
     CapSpec,
-    ContentSpec,
     DecideSpec,
     DefaultsSpec,
     EntrySpec,
@@ -45,9 +56,7 @@ from .spec import (
     PathSpec,
     QuietHoursSpec,
     ScheduleSpec,
-    SendSpec,
     StageSpec,
-    TemplateSpec,
     TouchpointSpec,
     UpdateSpec,
     WaitForSpec,
@@ -69,17 +78,22 @@ __all__ = [
     "experiment",
     "goal",
     "goto",
+    "in_app",
     "journey",
     "leaves_segment",
     "metric",
+    "notification",
     "path",
+    "push",
     "send",
+    "sms",
     "split",
     "stage",
     "template",
     "update",
     "wait",
     "wait_for",
+    "webhook",
 ]
 
 Duration = int | str
@@ -201,8 +215,13 @@ def template(
 
 
 def content(subject: str, body: str, *, html: str | None = None) -> ContentSpec:
-    """A translation, for ``locales``."""
+    """An email translation, for ``locales`` of ``send`` and ``template``."""
     return _build(ContentSpec, subject=subject, body=body, html=html)
+
+
+def notification(title: str, body: str) -> NotificationContentSpec:
+    """A push or in-app translation, for ``locales``."""
+    return _build(NotificationContentSpec, title=title, body=body)
 
 
 def stage(
@@ -232,15 +251,106 @@ def send(
     html: str | None = None,
     locales: Mapping[str, ContentSpec] | None = None,
     template: str | None = None,
+    group: str | None = None,
 ) -> TouchpointSpec:
-    """An email: inline ``subject`` and ``body`` (Jinja templates), or a named ``template``."""
+    """An email: inline ``subject`` and ``body`` (Jinja templates), or a named ``template``.
+
+    ``group`` is the subscription group (``marketing`` when left out).
+    """
     spec = _build(
-        SendSpec,
+        EmailSendSpec,
         id=id,
+        group=group,
         template=template,
         subject=subject,
         body=body,
         html=html,
+        locales=locales,
+    )
+    return _touchpoint("send", spec, None)
+
+
+def sms(
+    body: str,
+    *,
+    id: str | None = None,
+    locales: Mapping[str, str] | None = None,
+    group: str | None = None,
+) -> TouchpointSpec:
+    """A text message; ``locales`` maps language tags to translated bodies."""
+    translated = {tag: {"body": text} for tag, text in (locales or {}).items()}
+    spec = _build(SmsSendSpec, id=id, channel="sms", group=group, body=body, locales=translated)
+    return _touchpoint("send", spec, None)
+
+
+def push(
+    title: str,
+    body: str,
+    *,
+    data: Mapping[str, str] | None = None,
+    id: str | None = None,
+    locales: Mapping[str, NotificationContentSpec] | None = None,
+    group: str | None = None,
+) -> TouchpointSpec:
+    """A push notification: ``title``, ``body`` and ``data`` values are Jinja templates."""
+    return _notification(PushSendSpec, "push", title, body, data, id, locales, group)
+
+
+def in_app(
+    title: str,
+    body: str,
+    *,
+    data: Mapping[str, str] | None = None,
+    id: str | None = None,
+    locales: Mapping[str, NotificationContentSpec] | None = None,
+    group: str | None = None,
+) -> TouchpointSpec:
+    """A message in the app's inbox, written like ``push``."""
+    return _notification(InAppSendSpec, "in_app", title, body, data, id, locales, group)
+
+
+def webhook(
+    url: str,
+    body: str | None = None,
+    *,
+    method: str = "POST",
+    headers: Mapping[str, str] | None = None,
+    id: str | None = None,
+    group: str | None = None,
+) -> TouchpointSpec:
+    """An HTTP request: ``body`` and header values are Jinja templates, and so may be the
+    path and query of ``url``."""
+    spec = _build(
+        WebhookSendSpec,
+        id=id,
+        channel="webhook",
+        group=group,
+        url=url,
+        method=method,
+        headers=headers,
+        body=body,
+    )
+    return _touchpoint("send", spec, None)
+
+
+def _notification(
+    model: type[PushSendSpec | InAppSendSpec],
+    channel: str,
+    title: str,
+    body: str,
+    data: Mapping[str, str] | None,
+    id: str | None,
+    locales: Mapping[str, NotificationContentSpec] | None,
+    group: str | None,
+) -> TouchpointSpec:
+    spec = _build(
+        model,
+        id=id,
+        channel=channel,
+        group=group,
+        title=title,
+        body=body,
+        data=data,
         locales=locales,
     )
     return _touchpoint("send", spec, None)

@@ -62,15 +62,24 @@ from .locations import (
     load,
     render_path,
 )
+from .sends import (
+    EmailSendSpec,
+    InAppSendSpec,
+    PushSendSpec,
+    SendSpec,
+    SmsSendSpec,
+    TemplateSpec,
+    WebhookSendSpec,
+    misplaced_key,
+    missing_key,
+)
 from .spec import (
     DefaultsSpec,
     EventSpec,
     JourneySpec,
     MatchSpec,
     PathSpec,
-    SendSpec,
     StageSpec,
-    TemplateSpec,
     TouchpointSpec,
     WaitUntilSpec,
 )
@@ -473,14 +482,57 @@ class StepBuilder:
         ]
 
     def _send(self, send: SendSpec, step_id: str) -> SendStep:
+        if isinstance(send, EmailSendSpec):
+            return self._email(send, step_id)
+        if isinstance(send, SmsSendSpec):
+            return SendStep(
+                id=step_id,
+                channel="sms",
+                body=send.body,
+                group=send.group,
+                locales={
+                    name: Content(subject="", body=c.body) for name, c in send.locales.items()
+                },
+            )
+        if isinstance(send, PushSendSpec | InAppSendSpec):
+            # A notification's title is the plan's subject, as the plan model says.
+            return SendStep(
+                id=step_id,
+                channel=send.channel,
+                subject=send.title,
+                body=send.body,
+                data=send.data,
+                group=send.group,
+                locales={
+                    name: Content(subject=c.title, body=c.body) for name, c in send.locales.items()
+                },
+            )
+        if isinstance(send, WebhookSendSpec):
+            return SendStep(
+                id=step_id,
+                channel="webhook",
+                url=send.url,
+                method=send.method,
+                headers=send.headers,
+                body=send.body or "",
+                group=send.group,
+            )
+        raise AssertionError(f"a send on channel {send.channel!r} never validates")
+
+    def _email(self, send: EmailSendSpec, step_id: str) -> SendStep:
         if send.template is not None:
             template = self.spec.templates.get(send.template)
             if template is None:
                 # Reported by the checks with its location; build a placeholder meanwhile.
                 return SendStep(
-                    id=step_id, channel="email", subject="", body="", template=send.template
+                    id=step_id,
+                    channel="email",
+                    subject="",
+                    body="",
+                    group=send.group,
+                    template=send.template,
                 )
-            content: TemplateSpec | SendSpec = template
+            content: TemplateSpec | EmailSendSpec = template
             locales = template.locales
         else:
             content, locales = send, send.locales
@@ -491,6 +543,7 @@ class StepBuilder:
             subject=content.subject,
             body=content.body,
             html=content.html,
+            group=send.group,
             locales={
                 name.lower(): Content(subject=c.subject, body=c.body, html=c.html)
                 for name, c in locales.items()
@@ -527,10 +580,13 @@ def _diagnostic(document: Document, error: ErrorDetails) -> Diagnostic:
     ctx = error.get("ctx") or {}
     if kind == "template":
         return document.template_diagnostic(loc, error["msg"], int(ctx["template_line"]))
+    # The model of a send's channel, when the key is one of the send's own.
+    tag = str(raw[-2]) if len(raw) > 1 and str(raw[-2]).startswith("@send:") else ""
     if kind == "missing":
-        return document.diagnostic(loc[:-1], f"missing required key '{loc[-1]}'")
+        return document.diagnostic(loc[:-1], missing_key(tag, str(loc[-1])))
     if kind == "extra_forbidden":
-        return document.diagnostic(loc, f"unknown key '{loc[-1]}'", key=True)
+        message = misplaced_key(tag, str(loc[-1])) or f"unknown key '{loc[-1]}'"
+        return document.diagnostic(loc, message, key=True)
     return document.diagnostic(loc, _message(error), key="[key]" in raw)
 
 

@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from journeyman.workflows import local_time
-from journeyman.workflows.plan import Operator, Reentry, Scalar
+from journeyman.workflows.plan import CHANNELS, Channel, Operator, Reentry, Scalar
 
 from .durations import MAX_SECONDS, DurationError, format_duration, parse_duration
 
@@ -41,14 +41,32 @@ TOUCHPOINT_KINDS = (
     "goto",
     "exit",
 )
-CHANNELS: tuple[str, ...] = ("email",)
+# Twilio's limit for one message (sent as up to ten segments); channels.SmsMessage holds it too.
+SMS_MAX_LENGTH = 1600
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+# Headers the HTTP client writes: framing and connection handling are not a journey's to set.
+RESERVED_HEADERS = (
+    "Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Upgrade", "TE",
+    "Trailer",
+)  # fmt: skip
+# Keys Firebase Cloud Messaging reserves in a notification's data (and any starting with these).
+PUSH_RESERVED_KEYS = ("from", "message_type", "collapse_key", "notification")
+PUSH_RESERVED_PREFIXES = ("google", "gcm")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _TRAIT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 _IDENTIFIER = re.compile(r"[a-z0-9_-]{1,64}")
+# Subscription groups are configured as channel:name with these names (tracking.consent).
+_GROUP = re.compile(r"[a-z0-9_]{1,64}")
 _LOCALE = re.compile(r"[a-z]{2,8}(-[a-z0-9]{1,8})*")
 _JOURNEY_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _PATH_PART = re.compile(r"[^.\s]+")
+# RFC 9110 tokens: what a header name may hold.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_DATA_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+# Scheme and host are written out, so a request always goes where the file says; a path and
+# query follow, and may hold templates. An IPv6 host is in brackets.
+_URL_START = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(?=[/?#]|$)")
 _TEMPLATES = SandboxedEnvironment()
 
 
@@ -70,6 +88,15 @@ def _journey_id(value: str) -> str:
 def _identifier(value: str) -> str:
     if not _IDENTIFIER.fullmatch(value):
         fail(f"use lowercase letters, digits, '_' or '-' (at most 64 characters); got {value!r}")
+    return value
+
+
+def _group(value: str) -> str:
+    if not _GROUP.fullmatch(value):
+        fail(
+            "a subscription group is lowercase letters, digits or '_' (at most 64 characters),"
+            f" like marketing or transactional; got {value!r}"
+        )
     return value
 
 
@@ -99,9 +126,73 @@ def _template(value: str) -> str:
     return value
 
 
-def _single_line(value: str) -> str:
-    if "\n" in value.strip():
-        fail("a subject must be a single line")
+def _single_line(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if "\n" in value.strip():
+            fail(f"{what} must be a single line")
+        return value
+
+    return AfterValidator(check)
+
+
+def _sms_length(value: str) -> str:
+    if len(value) > SMS_MAX_LENGTH:
+        fail(f"an SMS body is at most {SMS_MAX_LENGTH} characters; this one has {len(value)}")
+    return value
+
+
+def _url(value: str) -> str:
+    start = _URL_START.match(value)
+    if start is None or (start.group(3) and int(start.group(3)[1:]) > 65535):
+        hint = ""
+        if "{" in value.split("://", 1)[-1].split("/", 1)[0]:
+            hint = " (templates may follow in the path and query, not in the host)"
+        elif "@" in value.split("://", 1)[-1].split("/", 1)[0]:
+            hint = " (credentials do not belong in a URL: send them in a header)"
+        fail(
+            "a webhook url is http:// or https:// and a host written out, like"
+            f" https://crm.example.com/hooks/lead; got {value!r}{hint}"
+        )
+    return _template(value)
+
+
+def _method(value: object) -> str:
+    if value not in HTTP_METHODS:
+        hint = ""
+        if isinstance(value, str) and value.upper() in HTTP_METHODS:
+            hint = f"; write it in capitals: {value.upper()}"
+        fail(f"unknown method {value!r}; use one of {', '.join(HTTP_METHODS)}{hint}")
+    assert isinstance(value, str)
+    return value
+
+
+def _header_name(value: str) -> str:
+    if not _HEADER_NAME.fullmatch(value):
+        fail(
+            "a header name is letters, digits and !#$%&'*+-.^_`|~, without spaces or colons;"
+            f" got {value!r}"
+        )
+    if value.lower() in {name.lower() for name in RESERVED_HEADERS}:
+        fail(f"header {value!r} is set by the HTTP client itself; remove it")
+    return value
+
+
+def _data_key(value: str) -> str:
+    if not _DATA_KEY.fullmatch(value):
+        fail(
+            "a data key starts with a letter or '_', then letters, digits, '_', '.' or '-',"
+            f" at most 64 characters; got {value!r}"
+        )
+    return value
+
+
+def _push_data_key(value: str) -> str:
+    lowered = value.lower()
+    if lowered in PUSH_RESERVED_KEYS or lowered.startswith(PUSH_RESERVED_PREFIXES):
+        fail(
+            f"data key {value!r} is reserved by push services (from, message_type, collapse_key,"
+            " notification, and keys starting with google or gcm); choose another"
+        )
     return value
 
 
@@ -117,11 +208,11 @@ def _clock(value: object) -> str:
     return value
 
 
-def _channel(value: object) -> str:
-    if value not in CHANNELS:
-        fail(f"unknown channel {value!r}; available: {', '.join(CHANNELS)}")
-    assert isinstance(value, str)
-    return value
+def _channel(value: object) -> Channel:
+    for channel in CHANNELS:
+        if value == channel:
+            return channel
+    fail(f"unknown channel {value!r}; available: {', '.join(CHANNELS)}")
 
 
 def _locale(value: str) -> str:
@@ -214,8 +305,17 @@ def _trait_value(value: object) -> Scalar:
     return _scalar(value, "a trait value")
 
 
+def send_tag(channel: str) -> str:
+    """The tag of a channel's model in the union of send steps (``spec.SendSpec``)."""
+    return f"@send:{channel}"
+
+
+# A send whose channel is not one of CHANNELS: validated only to report every problem.
+UNKNOWN_CHANNEL_TAG = send_tag("?")
 # Tags of tagged unions: they appear in validation locations and are dropped from error paths.
-UNION_TAGS = frozenset({"@timed", "@duration"})
+UNION_TAGS = frozenset(
+    {"@timed", "@duration", UNKNOWN_CHANNEL_TAG, *(send_tag(channel) for channel in CHANNELS)}
+)
 
 
 def _duration(minimum: int) -> PlainValidator:
@@ -356,6 +456,12 @@ def _cron_json() -> WithJsonSchema:
     return _text(rf"^\s*{field}(\s+{field}){{4}}\s*$")
 
 
+def _any_case(word: str) -> str:
+    """A regular expression matching ``word`` in any case (JSON Schema patterns have no flags)."""
+    # Header names here hold letters and '-', which needs no escape outside a class.
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
 def _present(key: str) -> dict[str, Any]:
     """JSON Schema: ``key`` is given and not null (a null counts as leaving it out)."""
     return {"required": [key], "properties": {key: {"not": {"type": "null"}}}}
@@ -374,6 +480,7 @@ _INSTANT_TEXT = r"^\s*\d{4}-?\d{2}-?\d{2}[T ].*(Z|[+-]\d{2}(:?\d{2}(:?\d{2}(\.\d
 
 JourneyId = Annotated[str, AfterValidator(_journey_id), _text(r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 Identifier = Annotated[str, AfterValidator(_identifier), _text(r"^[a-z0-9_-]{1,64}$")]
+GroupName = Annotated[str, AfterValidator(_group), _text(r"^[a-z0-9_]{1,64}$")]
 Locale = Annotated[str, AfterValidator(_locale), _text(r"^[a-z]{2,8}(-[a-z0-9]{1,8})*$")]
 Text = Annotated[str, AfterValidator(_not_blank), _text(_NOT_BLANK)]
 PropertyPath = Annotated[str, AfterValidator(_property_path), _text(_PATH_TEXT)]
@@ -383,7 +490,40 @@ TraitPath = Annotated[
     _text(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"),
 ]
 Template = Annotated[str, AfterValidator(_not_blank), AfterValidator(_template), _text(_NOT_BLANK)]
-Subject = Annotated[Template, AfterValidator(_single_line), _text(r"^\s*\S([^\n]*\S)?\s*$")]
+_ONE_LINE = r"^\s*\S([^\n]*\S)?\s*$"
+Subject = Annotated[Template, _single_line("a subject"), _text(_ONE_LINE)]
+Title = Annotated[Template, _single_line("a title"), _text(_ONE_LINE)]
+SmsText = Annotated[
+    Template,
+    AfterValidator(_sms_length),
+    WithJsonSchema({"type": "string", "pattern": _NOT_BLANK, "maxLength": SMS_MAX_LENGTH}),
+]
+WebhookUrl = Annotated[
+    str,
+    AfterValidator(_url),
+    _text(r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#].*)?$"),
+]
+HttpMethod = Annotated[
+    str, PlainValidator(_method), WithJsonSchema({"type": "string", "enum": list(HTTP_METHODS)})
+]
+HeaderName = Annotated[
+    str,
+    AfterValidator(_header_name),
+    _text(
+        f"^(?!({'|'.join(_any_case(name) for name in RESERVED_HEADERS)})$)"
+        r"[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+    ),
+]
+HeaderValue = Annotated[Template, _single_line("a header value"), _text(_ONE_LINE)]
+DataKey = Annotated[str, AfterValidator(_data_key), _text(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+PushDataKey = Annotated[
+    DataKey,
+    AfterValidator(_push_data_key),
+    _text(
+        f"^(?!({'|'.join(PUSH_RESERVED_KEYS)})$|{'|'.join(PUSH_RESERVED_PREFIXES)})"
+        r"[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+    ),
+]
 WaitDuration = Annotated[
     int, _duration(0), _duration_json(0), PlainSerializer(_written_duration, when_used="json")
 ]
@@ -404,7 +544,7 @@ ConditionSpec = Annotated[
 ]
 Clock = Annotated[str, PlainValidator(_clock), _CLOCK_JSON]
 ChannelName = Annotated[
-    str, PlainValidator(_channel), WithJsonSchema({"type": "string", "enum": list(CHANNELS)})
+    Channel, PlainValidator(_channel), WithJsonSchema({"type": "string", "enum": list(CHANNELS)})
 ]
 TimeZone = Annotated[
     str,

@@ -5,7 +5,8 @@ turns them into diagnostics with file, line and column.
 
 The models are also the Python API (``builder.py``) and the source of the published JSON
 Schema (``schema.py``): field docstrings are its help text. What each kind of value accepts,
-how it is written back and how the schema describes it lives in ``fields.py``.
+how it is written back and how the schema describes it lives in ``fields.py``; the ``send``
+step, one model per channel, in ``sends.py``.
 """
 
 from __future__ import annotations
@@ -43,14 +44,11 @@ from .fields import (
     Fraction,
     Identifier,
     JourneyId,
-    Locale,
     Percent,
     PositiveDuration,
     PropertyPath,
     ReentrySpec,
     SignedDuration,
-    Subject,
-    Template,
     Text,
     TimeZone,
     TraitPath,
@@ -65,6 +63,7 @@ from .fields import (
     _trait_value,
     fail,
 )
+from .sends import SendSpec, TemplateSpec
 
 _SEGMENT_ID = "[a-z0-9][a-z0-9_-]{0,63}"
 
@@ -132,69 +131,6 @@ class MatchSpec(_Spec):
             fail(f"give one of {', '.join(given)}, not several")
         if self.where and self.event is None:
             fail("where filters an event's properties; a segment change has none")
-        return self
-
-
-class ContentSpec(_Spec):
-    """An email's subject and body (text, optional HTML), as jinja2 templates."""
-
-    subject: Subject
-    """Jinja template of the subject, one line: `Welcome, {{ profile.first_name }}`."""
-    body: Template
-    """Jinja template of the plain-text part."""
-    html: Template | None = None
-    """Jinja template of the HTML part."""
-
-
-class TemplateSpec(ContentSpec):
-    """A named template, with optional per-locale variants ("fr", "pt-br")."""
-
-    locales: dict[Locale, ContentSpec] = Field(default_factory=dict)
-    """Translations by lowercase language tag (`fr`, `pt-br`), chosen by the `locale` trait."""
-
-
-class SendSpec(_Spec):
-    """A message to the customer: inline content, or a named ``template``."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "if": _present("template"),
-            "then": {
-                "not": {
-                    "anyOf": [
-                        _present("subject"),
-                        _present("body"),
-                        _present("html"),
-                        _not_empty("locales"),
-                    ]
-                }
-            },
-            "else": {"allOf": [_present("subject"), _present("body")]},
-        }
-    )
-
-    id: Identifier | None = None
-    """Step id (or put `id` beside `send`, not both): a `goto` target, shown in reports."""
-    channel: ChannelName = "email"
-    """The channel: `email`, the only one today."""
-    template: Identifier | None = None
-    """The name of an entry of `templates`; then no subject, body, html or locales here."""
-    subject: Subject | None = None
-    """Jinja template of the subject, one line."""
-    body: Template | None = None
-    """Jinja template of the plain-text part."""
-    html: Template | None = None
-    """Jinja template of the HTML part."""
-    locales: dict[Locale, ContentSpec] = Field(default_factory=dict)
-    """Translations by lowercase language tag (`fr`, `pt-br`), chosen by the `locale` trait."""
-
-    @model_validator(mode="after")
-    def _content(self) -> SendSpec:
-        inline = self.subject is not None or self.body is not None
-        if self.template is not None and (inline or self.locales or self.html is not None):
-            fail("use either template or subject/body/html/locales, not both")
-        if self.template is None and (self.subject is None or self.body is None):
-            fail("a send needs a subject and a body, or a template")
         return self
 
 
@@ -398,7 +334,7 @@ class TouchpointSpec(_Spec):
     id: Identifier | None = None
     """Step id, unique in the journey: a `goto` target, shown in reports and logs."""
     send: SendSpec | None = None
-    """Send an email: inline content, or a named template."""
+    """Send a message: an email (the default), or on `channel` sms, push, in_app or webhook."""
     wait: WaitSpec | None = None
     """Pause: a duration (`2d`), or until a time of day or a date held in a trait."""
     wait_for: WaitForSpec | None = None
@@ -636,7 +572,7 @@ class FrequencyCapSpec(_Spec):
     """Most messages a customer gets on a channel in a period, counted across journeys."""
 
     channel: ChannelName
-    """The channel counted: `email`."""
+    """The channel counted: `email`, `sms`, `push`, `in_app` or `webhook`."""
     limit: Count = Field(gt=0)
     """Most messages in the period."""
     per: PositiveDuration

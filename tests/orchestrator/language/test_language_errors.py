@@ -80,7 +80,7 @@ def test_missing_keys_unknown_keys_and_wrong_types_are_all_reported() -> None:
               - send:
                   sujbect: Hello
                   body: [not, text]
-                  channel: sms
+                  channel: fax
             on_max_dwell: stop
         """
     )
@@ -92,8 +92,8 @@ def test_missing_keys_unknown_keys_and_wrong_types_are_all_reported() -> None:
         "journeys/x.yaml:7:11: stages[0].goal: expected a mapping, got 'Product Viewed'",
         "journeys/x.yaml:10:11: stages[0].touchpoints[0].send.sujbect: unknown key 'sujbect'",
         "journeys/x.yaml:11:17: stages[0].touchpoints[0].send.body: expected text, got a list",
-        "journeys/x.yaml:12:20: stages[0].touchpoints[0].send.channel: unknown channel 'sms'; "
-        "available: email",
+        "journeys/x.yaml:12:20: stages[0].touchpoints[0].send.channel: unknown channel 'fax'; "
+        "available: email, sms, push, webhook, in_app",
         "journeys/x.yaml:13:19: stages[0].on_max_dwell: expected 'exit' or 'continue', got 'stop'",
     ]
 

@@ -121,7 +121,7 @@ REJECTED = {
     "send without body": variant(touchpoint="send: {subject: Hello}"),
     "send with template and subject": variant(touchpoint="send: {template: t, subject: s}"),
     "two-line subject": variant(touchpoint='send: {subject: "a\\nb", body: b}'),
-    "unknown channel": variant(touchpoint="send: {subject: a, body: b, channel: sms}"),
+    "unknown channel": variant(touchpoint="send: {subject: a, body: b, channel: fax}"),
     "locale with underscore": variant(
         touchpoint="send: {subject: a, body: b, locales: {pt_BR: {subject: a, body: b}}}"
     ),

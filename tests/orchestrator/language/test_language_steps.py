@@ -917,7 +917,7 @@ def test_bad_journey_settings() -> None:
         exit: {event: C}
         timezone: Europe/Pariss
         quiet_hours: {start: "21:00", end: "08:00", action: drop}
-        frequency_caps: [{channel: sms, limit: 1, per: 1d}, {channel: email, limit: 0, per: 0}]
+        frequency_caps: [{channel: fax, limit: 1, per: 1d}, {channel: email, limit: 0, per: 0}]
         throttle: fast
         priority: 6
         traits: [loyalty tier]
@@ -931,7 +931,8 @@ def test_bad_journey_settings() -> None:
         "journeys/x.yaml:6:11: timezone: unknown time zone 'Europe/Pariss'; use an IANA name "
         "such as Europe/Paris",
         "journeys/x.yaml:7:53: quiet_hours.action: expected 'defer' or 'skip', got 'drop'",
-        "journeys/x.yaml:8:28: frequency_caps[0].channel: unknown channel 'sms'; available: email",
+        "journeys/x.yaml:8:28: frequency_caps[0].channel: unknown channel 'fax'; available: "
+        "email, sms, push, webhook, in_app",
         "journeys/x.yaml:8:77: frequency_caps[1].limit: must be more than 0, got 0",
         "journeys/x.yaml:8:85: frequency_caps[1].per: must be longer than zero",
         "journeys/x.yaml:9:11: throttle: expected a whole number, got 'fast'",
