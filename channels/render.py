@@ -34,7 +34,7 @@ import re
 import string
 import threading
 import types
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, NamedTuple, TypeVar
 
@@ -52,7 +52,6 @@ from .errors import RenderError
 
 Part = Literal["subject", "body", "html"]
 Reason = Literal["syntax", "undefined", "unsafe", "too_large", "error"]
-MessageChannel = Literal["email", "sms", "push", "webhook", "in_app"]
 
 T = TypeVar("T")
 
@@ -303,7 +302,7 @@ def _bounded_range(*args: int) -> range:
 
 def _check_width(width: Any, what: str) -> None:
     if isinstance(width, int) and width > MAX_FORMAT_WIDTH:
-        raise LimitExceeded(f"{what} width {width} is over the limit of {MAX_FORMAT_WIDTH}")
+        raise LimitExceeded(f"{what} of {width} is over the limit of {MAX_FORMAT_WIDTH}")
 
 
 def _check_percent_format(fmt: str) -> None:
@@ -312,7 +311,7 @@ def _check_percent_format(fmt: str) -> None:
             if group == "*":
                 raise LimitExceeded("'*' widths in % formats are not allowed in templates")
             if group is not None:
-                _check_width(int(group), "format")
+                _check_width(int(group), "a format width")
 
 
 def _check_brace_format(fmt: str) -> None:
@@ -326,7 +325,7 @@ def _check_brace_format(fmt: str) -> None:
         if "{" in spec:
             raise LimitExceeded("nested fields in format specs are not allowed in templates")
         for digits in _DIGITS.findall(spec):
-            _check_width(int(digits), "format")
+            _check_width(int(digits), "a format width")
 
 
 # --- sized operations ---------------------------------------------------------------------
@@ -409,12 +408,12 @@ def _filter_estimate(
     text = value if isinstance(value, str) else None
     if name == "center":
         width = _arg(args, kwargs, 0, "width", 80)
-        _check_width(width, "center")
+        _check_width(width, "a center width")
         return max(_size(value, cap), width if isinstance(width, int) else 0)
     if name == "indent":
         width = _arg(args, kwargs, 0, "width", 4)
         unit = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-        _check_width(unit, "indent")
+        _check_width(unit, "an indent")
         lines = text.count("\n") + 1 if text is not None else 1
         return _size(value, cap) + lines * unit
     if name == "wordwrap" and text is not None:
@@ -434,7 +433,7 @@ def _filter_estimate(
         return len(text) + _size(args, cap) + _size(kwargs, cap)
     if name in ("batch", "slice"):
         amount = _arg(args, kwargs, 0, "linecount" if name == "batch" else "slices", 1)
-        _check_width(amount, name)
+        _check_width(amount, f"a {name} size")
     return None
 
 
@@ -555,10 +554,10 @@ class _PathUndefined(jinja2.StrictUndefined):
 
 def _path_of(target: Any, limit: int = 10_000) -> str | None:
     """Where ``target`` sits in the render's context (``event.properties.items[0]``)."""
-    queue: list[tuple[str, Any]] = list(_budget().roots.items())
+    queue: deque[tuple[str, Any]] = deque(_budget().roots.items())
     seen = 0
     while queue and seen < limit:
-        path, value = queue.pop(0)
+        path, value = queue.popleft()
         seen += 1
         if value is target:
             return path
@@ -674,7 +673,7 @@ class _SafeEnvironment(ImmutableSandboxedEnvironment):
         if isinstance(owner, str) and name in _STR_METHODS:
             if name in ("center", "ljust", "rjust", "zfill"):
                 width = _arg(args, kwargs, 0, "width", 0)
-                _check_width(width, name)
+                _check_width(width, f"a {name} width")
             elif name == "replace":
                 budget.build(_replace_size(owner, *[*args, None, None, None][:3]), name)
             elif name == "join":
@@ -771,8 +770,8 @@ class Renderer:
     def render_message(
         self, channel: str, template: MessageTemplate, context: Mapping[str, Any]
     ) -> RenderedMessage:
-        """Render the fields ``channel`` reads; ``RenderError`` names the failing field
-        (``subject``, ``data.cta``, ``headers.X-Token``...).
+        """Render the fields ``channel`` reads; ``RenderError`` names the failing part
+        (``subject``, or ``title`` for push and in-app; ``data.cta``, ``headers.X-Token``...).
 
         ``ValueError`` when the template fills a field the channel does not read (an SMS
         with a subject), since that text would silently go nowhere.
@@ -786,10 +785,12 @@ class Renderer:
             if getattr(template, name) and name not in fields
         )
         if stray:
-            raise ValueError(f"a {channel} message has no {', '.join(stray)}")
+            raise ValueError(f"{channel} messages have no {' or '.join(stray)}")
         out: dict[str, Any] = {}
         if "subject" in fields:
-            out["subject"] = one_line(self.render(template.subject, context, part="subject"))
+            # Push and in-app messages call it a title, as the send path's errors do.
+            part = "subject" if channel == "email" else "title"
+            out["subject"] = one_line(self.render(template.subject, context, part=part))
         out["body"] = self.render(template.body, context, part="body")
         if "html" in fields and template.html is not None:
             out["html"] = self.render(template.html, context, part="html", html=True)

@@ -503,7 +503,7 @@ def test_render_message_fills_the_fields_of_each_channel(
 
 
 def test_render_message_refuses_fields_the_channel_does_not_read() -> None:
-    with pytest.raises(ValueError, match="a sms message has no html, subject"):
+    with pytest.raises(ValueError, match="sms messages have no html or subject"):
         Renderer().render_message("sms", MessageTemplate(subject="s", body="b", html="h"), CONTEXT)
     with pytest.raises(ValueError, match="unknown channel 'fax'"):
         Renderer().render_message("fax", MessageTemplate(body="b"), CONTEXT)
@@ -514,6 +514,10 @@ def test_render_message_errors_name_the_field() -> None:
     with pytest.raises(TemplateRenderError, match=r"'profile\.cta_url' is undefined") as caught:
         Renderer().render_message("push", template, CONTEXT)
     assert caught.value.part == "data.cta"
+    titled = MessageTemplate(subject="{{ profile.nickname }}", body="ok")
+    with pytest.raises(TemplateRenderError) as caught:
+        Renderer().render_message("in_app", titled, CONTEXT)
+    assert caught.value.part == "title"  # push and in-app call their subject a title
 
 
 # --- locales -------------------------------------------------------------------------------
