@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -36,6 +37,26 @@ ENVIRONMENT: dict[str, str] = {
     "smtp_username": "JOURNEYMAN_SMTP_USERNAME",
     "smtp_password": "JOURNEYMAN_SMTP_PASSWORD",
     "smtp_from": "JOURNEYMAN_SMTP_FROM",
+    "email_provider": "JOURNEYMAN_EMAIL_PROVIDER",
+    "sendgrid_api_key": "JOURNEYMAN_SENDGRID_API_KEY",
+    "sendgrid_base_url": "JOURNEYMAN_SENDGRID_BASE_URL",
+    "postmark_token": "JOURNEYMAN_POSTMARK_TOKEN",
+    "postmark_message_stream": "JOURNEYMAN_POSTMARK_MESSAGE_STREAM",
+    "postmark_base_url": "JOURNEYMAN_POSTMARK_BASE_URL",
+    "twilio_account_sid": "JOURNEYMAN_TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "JOURNEYMAN_TWILIO_AUTH_TOKEN",
+    "twilio_from": "JOURNEYMAN_TWILIO_FROM",
+    "twilio_base_url": "JOURNEYMAN_TWILIO_BASE_URL",
+    "fcm_project_id": "JOURNEYMAN_FCM_PROJECT_ID",
+    "fcm_credentials_file": "JOURNEYMAN_FCM_CREDENTIALS_FILE",
+    "fcm_access_token": "JOURNEYMAN_FCM_ACCESS_TOKEN",
+    "fcm_base_url": "JOURNEYMAN_FCM_BASE_URL",
+    "fcm_token_uri": "JOURNEYMAN_FCM_TOKEN_URI",
+    "webhook_signing_secret": "JOURNEYMAN_WEBHOOK_SIGNING_SECRET",
+    "webhook_timeout": "JOURNEYMAN_WEBHOOK_TIMEOUT",
+    "link_secret": "JOURNEYMAN_LINK_SECRET",
+    "public_url": "JOURNEYMAN_PUBLIC_URL",
+    "sendgrid_webhook_public_key": "JOURNEYMAN_SENDGRID_WEBHOOK_PUBLIC_KEY",
     "log_level": "JOURNEYMAN_LOG_LEVEL",
     "embedded_postgres_port": "JOURNEYMAN_EMBEDDED_POSTGRES_PORT",
     "embedded_temporal_port": "JOURNEYMAN_EMBEDDED_TEMPORAL_PORT",
@@ -76,6 +97,32 @@ class Settings(BaseModel):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = "Journeyman <journeys@localhost>"
+    # Channel providers (docs/channels.md). A channel left unconfigured fails its sends
+    # visibly; email goes through SMTP unless another provider is chosen.
+    email_provider: Literal["smtp", "sendgrid", "postmark"] = "smtp"
+    sendgrid_api_key: SecretStr | None = None
+    sendgrid_base_url: str = "https://api.sendgrid.com"
+    postmark_token: SecretStr | None = None
+    postmark_message_stream: str = "outbound"
+    postmark_base_url: str = "https://api.postmarkapp.com"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from: str | None = None
+    twilio_base_url: str = "https://api.twilio.com"
+    fcm_project_id: str | None = None
+    fcm_credentials_file: Path | None = None
+    fcm_access_token: SecretStr | None = None
+    fcm_base_url: str = "https://fcm.googleapis.com"
+    fcm_token_uri: str | None = None
+    webhook_signing_secret: SecretStr | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0, le=300)
+    # Signs tracking and unsubscribe links (comma-separated: the first signs, all verify, so
+    # a secret can be rotated). Development generates one into the data dir.
+    link_secret: SecretStr | None = None
+    # Where customers' browsers and providers reach the API (https in production).
+    public_url: str | None = None
+    # Verifies SendGrid's signed Event Webhook (the key SendGrid shows, base64 DER or PEM).
+    sendgrid_webhook_public_key: str | None = None
     log_level: str = "INFO"
     # Ports of the embedded stack (`journeyman up`); 0 picks a free one at each start.
     embedded_postgres_port: int = Field(default=0, ge=0, le=65535)

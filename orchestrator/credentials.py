@@ -22,6 +22,8 @@ class Credentials:
     write_key: str
     admin_token: str
     generated: bool  # True when this call created at least one of them
+    # Signs tracking and unsubscribe links; None: links are off (production without a secret).
+    link_secret: str | None = None
 
     def __repr__(self) -> str:  # keep secrets out of tracebacks and debug output
         return f"Credentials(write_key=***, admin_token=***, generated={self.generated})"
@@ -35,13 +37,15 @@ def load_or_create(settings: Settings) -> Credentials:
             write_key=settings.write_key.get_secret_value(),
             admin_token=settings.admin_token.get_secret_value(),
             generated=False,
+            link_secret=settings.link_secret.get_secret_value() if settings.link_secret else None,
         )
     path = settings.data_dir / FILE_NAME
     stored: dict[str, str] = {}
     if path.exists():
         stored = json.loads(path.read_text(encoding="utf-8"))
     generated = False
-    for name, prefix in (("write_key", "wk_"), ("admin_token", "adm_")):
+    # The link secret is kept with the others so links in sent mail survive restarts.
+    for name, prefix in (("write_key", "wk_"), ("admin_token", "adm_"), ("link_secret", "")):
         if name not in stored:
             stored[name] = prefix + secrets.token_urlsafe(24)
             generated = True
@@ -51,7 +55,12 @@ def load_or_create(settings: Settings) -> Credentials:
     admin = (
         settings.admin_token.get_secret_value() if settings.admin_token else stored["admin_token"]
     )
-    return Credentials(write_key=write_key, admin_token=admin, generated=generated)
+    links = (
+        settings.link_secret.get_secret_value() if settings.link_secret else stored["link_secret"]
+    )
+    return Credentials(
+        write_key=write_key, admin_token=admin, generated=generated, link_secret=links
+    )
 
 
 def _write_private(path: Path, text: str) -> None:

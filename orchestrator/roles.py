@@ -22,15 +22,19 @@ from journeyman.workflows.sweep import SweepActivities, ensure_sweep_schedule, s
 from journeyman.workflows.worker import build_worker
 
 from .api import Services, create_app
+from .api.routes.provider_webhooks import ProviderWebhookKeys, install_provider_webhooks
+from .channel_providers import channel_providers
 from .config import ENVIRONMENT, ConfigError, Settings
 from .credentials import Credentials
 from .customers.settings import load_customer_settings
 from .customers.sweep_segments import load_segments
 from .dispatcher import Dispatcher
 from .embedded.temporal import ensure_search_attributes
+from .link_settings import link_config
 from .scheduling import Scheduler
 from .storage import connect, create_pool, migrate
 from .temporal_client import connect_temporal
+from .tracking.consent import groups_from
 
 log = logging.getLogger(__name__)
 
@@ -68,39 +72,58 @@ def email_provider(settings: Settings, endpoints: Endpoints) -> SmtpProvider:
     )
 
 
-async def run_worker(settings: Settings, endpoints: Endpoints, stop: asyncio.Event) -> None:
+async def run_worker(
+    settings: Settings,
+    endpoints: Endpoints,
+    stop: asyncio.Event,
+    credentials: Credentials | None = None,
+) -> None:
     """The journey worker, the outbox dispatcher and the entry scheduler, until ``stop``.
 
     Also keeps the customer sweep's Temporal Schedule in line with ``customers.yaml``.
     """
     # A broken customers.yaml stops the worker at once, naming the file and the field.
     customer_settings = load_customer_settings(settings.journeys_dir)
+    groups = groups_from(customer_settings.subscription_groups)
+    links = link_config(settings, credentials, groups=groups)
     client = await connect_temporal(
         endpoints.temporal_address, namespace=settings.temporal_namespace
     )
     await ensure_search_attributes(client, settings.temporal_namespace, SEARCH_ATTRIBUTES)
     pool = await create_pool(endpoints.database_url, max_size=20)
     try:
-        activities = JourneyActivities(
-            pool, email=email_provider(settings, endpoints), from_address=settings.smtp_from
-        )
-        worker = build_worker(
-            client,
-            task_queue=settings.task_queue,
-            activities=activities,
-            sweep=SweepActivities(pool, settings=customer_settings),
-        )
-        await ensure_sweep_schedule(
-            client, task_queue=settings.task_queue, interval=customer_settings.sweep.interval
-        )
-        if (await load_segments(pool))[1]:
-            # Segments deployed while no worker ran (`journeyman up` deploys first): fill
-            # them now rather than at the first interval.
-            await sweep_now(client, task_queue=settings.task_queue)
-        dispatcher = Dispatcher(endpoints.database_url, client, task_queue=settings.task_queue)
-        scheduler = Scheduler(pool)
-        async with _background(dispatcher.run()), _background(scheduler.run_forever()), worker:
-            await stop.wait()
+        async with channel_providers(
+            settings, smtp=email_provider(settings, endpoints), pool=pool
+        ) as providers:
+            activities = JourneyActivities(
+                pool,
+                email=providers.email,
+                from_address=settings.smtp_from,
+                providers=providers,
+                links=links,
+                groups=groups,
+            )
+            worker = build_worker(
+                client,
+                task_queue=settings.task_queue,
+                activities=activities,
+                sweep=SweepActivities(pool, settings=customer_settings),
+            )
+            await ensure_sweep_schedule(
+                client, task_queue=settings.task_queue, interval=customer_settings.sweep.interval
+            )
+            if (await load_segments(pool))[1]:
+                # Segments deployed while no worker ran (`journeyman up` deploys first): fill
+                # them now rather than at the first interval.
+                await sweep_now(client, task_queue=settings.task_queue)
+            dispatcher = Dispatcher(endpoints.database_url, client, task_queue=settings.task_queue)
+            scheduler = Scheduler(pool)
+            async with (
+                _background(dispatcher.run()),
+                _background(scheduler.run_forever()),
+                worker,
+            ):
+                await stop.wait()
     finally:
         await pool.close()
 
@@ -109,6 +132,9 @@ async def run_api(
     settings: Settings, endpoints: Endpoints, credentials: Credentials, stop: asyncio.Event
 ) -> None:
     """The HTTP API on ``settings.api_host:api_port`` until ``stop`` is set."""
+    customer_settings = load_customer_settings(settings.journeys_dir)
+    groups = groups_from(customer_settings.subscription_groups)
+    links = link_config(settings, credentials, groups=groups)  # bad settings stop start-up
     pool = await create_pool(endpoints.database_url, max_size=10)
     client: Client | None = None
     try:
@@ -128,12 +154,27 @@ async def run_api(
         temporal=client,
         temporal_address=endpoints.temporal_address,
         temporal_namespace=settings.temporal_namespace,
-        customer_settings=load_customer_settings(settings.journeys_dir),
+        customer_settings=customer_settings,
         task_queue=settings.task_queue,
     )
+    app = create_app(services)
+    if links is not None:
+        app.state.tracking = links
+    try:
+        install_provider_webhooks(
+            app,
+            ProviderWebhookKeys(
+                sendgrid_public_key=settings.sendgrid_webhook_public_key,
+                twilio_auth_token=settings.twilio_auth_token,
+                public_url=links.public_url if links is not None else settings.public_url,
+            ),
+        )
+    except ValueError as exc:  # a key that cannot be used: refuse to start, saying which
+        await pool.close()
+        raise ConfigError(f"provider webhooks: {exc}") from None
     server = _Server(
         uvicorn.Config(
-            create_app(services),
+            app,
             host=settings.api_host,
             port=settings.api_port,
             log_level="warning",

@@ -63,7 +63,7 @@ async def _serve(
 ) -> int:
     """Worker and API side by side; if either fails the other is stopped too."""
     tasks = [
-        asyncio.create_task(run_worker(settings, endpoints, stop)),
+        asyncio.create_task(run_worker(settings, endpoints, stop, creds)),
         asyncio.create_task(run_api(settings, endpoints, creds, stop)),
     ]
     await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

@@ -28,21 +28,32 @@ from journeyman.channels import (
     RenderError,
     RetryableDeliveryError,
 )
+from journeyman.channels.render import template_context
 from journeyman.orchestrator.customers import identity
+from journeyman.orchestrator.customers import metrics as customer_metrics
 from journeyman.orchestrator.storage import (
     behaviour,
     delivery_rules,
+    delivery_states,
     experiments,
     journeys,
     ledger,
     profiles,
     runs,
 )
+from journeyman.orchestrator.tracking import consent
+from journeyman.orchestrator.tracking.config import TrackingConfig
+from journeyman.orchestrator.tracking.consent import (
+    DEFAULT_GROUPS,
+    SubscriptionGroups,
+    UnknownGroupError,
+)
 
 from . import expressions, timing
 from .compose import Outbound, Skip, compose
 from .conditions import matches_properties
 from .inputs import LoadPlanInput, SendInput, SendResult, StepInput, TransitionInput
+from .links import unsubscribe_link, with_links
 from .plan import (
     BranchStep,
     Delivery,
@@ -84,11 +95,17 @@ class JourneyActivities:
         from_address: str,
         renderer: Renderer | None = None,
         providers: ChannelProviders | None = None,
+        links: TrackingConfig | None = None,
+        groups: SubscriptionGroups | None = None,
     ) -> None:
         self._pool = pool
         # ``email`` is the email provider; ``providers`` adds the other channels.
         self._providers = replace(providers or ChannelProviders(), email=email)
         self._from = from_address
+        # Signed tracking and unsubscribe links, and the subscription groups consent is kept
+        # in; without a link secret, messages carry no tracked links or unsubscribe headers.
+        self._links = links
+        self._groups = groups or (links.groups if links is not None else DEFAULT_GROUPS)
         self._renderer = renderer or Renderer()
         # Plans are immutable per version, so caching them can never serve a stale one.
         self._plans: OrderedDict[tuple[str, str], Plan] = OrderedDict()
@@ -265,6 +282,21 @@ class JourneyActivities:
                 return SendResult(status="deferred", reason="quiet hours", retry_at=until)
             if until is not None:
                 return await self._record_only(input, step, "skipped", "quiet hours")
+        try:
+            group = self._group_of(step)
+        except UnknownGroupError as exc:
+            return await self._record_only(input, step, "failed", str(exc))
+        async with self._pool.acquire() as conn:
+            decision = await consent.may_send(
+                conn,
+                customer_id=input.customer_id,
+                channel=step.channel,
+                group=group,
+                groups=self._groups,
+            )
+        if not decision.allowed:
+            assert decision.rule is not None
+            return await self._record_only(input, step, "suppressed", decision.rule)
         async with self._pool.acquire() as conn, conn.transaction():
             if rules.throttle_per_minute is not None:
                 await delivery_rules.lock_journey(conn, input.journey_id)
@@ -303,7 +335,7 @@ class JourneyActivities:
                 return SendResult(status="unknown", reason="earlier attempt interrupted")
             # The provider dedupes by the send's idempotency key: try again.
         try:
-            outbound = await self._compose(input, plan, step)
+            outbound = await self._compose(input, plan, step, group)
         except _Skip as skip:
             await self._finish(input, skip.status, skip.reason)
             return SendResult(status=skip.status, reason=skip.reason)
@@ -353,10 +385,21 @@ class JourneyActivities:
         if not claim.claimed:
             return SendResult(status="duplicate", reason=f"already {claim.status}")
         await self._finish(input, status, reason)
-        assert status in ("skipped", "capped")
+        assert status in ("skipped", "capped", "suppressed", "failed")
         return SendResult(status=status, reason=reason)
 
-    async def _compose(self, input: SendInput, plan: Plan, step: SendStep) -> Outbound:
+    def _group_of(self, step: SendStep) -> str | None:
+        """The subscription group key consent is checked in; None for transactional sends
+        and for channels with no groups configured (channel-wide rules still apply)."""
+        if step.group == "transactional":
+            return None
+        if not any(group.channel == step.channel for group in self._groups):
+            return None
+        return self._groups.get(step.group, channel=step.channel).key
+
+    async def _compose(
+        self, input: SendInput, plan: Plan, step: SendStep, group: str | None
+    ) -> Outbound:
         traits: dict[str, Any] = (
             await self._pool.fetchval(
                 "SELECT traits FROM profiles WHERE customer_id = $1", input.customer_id
@@ -364,16 +407,28 @@ class JourneyActivities:
             or {}
         )
         entry = input.entry_event
-        context = {
-            "profile": traits,
-            "event": {"name": entry.name, "properties": entry.properties} if entry else {},
-            "journey": {"id": plan.journey_id, "name": plan.name, "stage": input.stage},
-            "customer_id": input.customer_id,
-        }
+        async with self._pool.acquire() as conn:
+            found = await customer_metrics.load(conn, input.customer_id)
+        context = template_context(
+            profile=traits,
+            metrics=customer_metrics.condition_values(found),
+            event_name=entry.name if entry else None,
+            event_properties=entry.properties if entry else None,
+            journey={
+                "id": plan.journey_id,
+                "name": plan.name,
+                "stage": input.stage,
+                "step": step.id,
+            },
+            customer_id=input.customer_id,
+        )
+        context["unsubscribe_url"] = unsubscribe_link(
+            self._links, send_key=input.send_key, customer_id=input.customer_id, group=group
+        )
         if not self._providers.configured(step.channel):
             raise _Skip("failed", f"no {step.channel} provider is configured")
         try:
-            return compose(
+            composed = compose(
                 step,
                 send_key=input.send_key,
                 customer_id=input.customer_id,
@@ -381,6 +436,13 @@ class JourneyActivities:
                 context=context,
                 renderer=self._renderer,
                 from_address=self._from,
+            )
+            return with_links(
+                composed,
+                self._links,
+                send_key=input.send_key,
+                customer_id=input.customer_id,
+                group=group,
             )
         except Skip as skip:
             raise _Skip("skipped", skip.reason) from None
@@ -429,15 +491,22 @@ class JourneyActivities:
         outbound: Outbound | None = None,
         provider_message_id: str | None = None,
     ) -> None:
-        await ledger.finish_send(
-            self._pool,
-            send_key=input.send_key,
-            status=status,
-            reason=reason,
-            recipient=outbound.recipient if outbound else None,
-            subject=outbound.summary if outbound else None,
-            provider_message_id=provider_message_id,
-        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            await ledger.finish_send(
+                conn,
+                send_key=input.send_key,
+                status=status,
+                reason=reason,
+                recipient=outbound.recipient if outbound else None,
+                subject=outbound.summary if outbound else None,
+                provider_message_id=provider_message_id,
+            )
+            if provider_message_id is not None:
+                # A provider may report on the message (Twilio's status callback) before its
+                # API answer reached the ledger: those reports wait for this id.
+                await delivery_states.attach_waiting_events(
+                    conn, send_key=input.send_key, provider_message_id=provider_message_id
+                )
 
 
 class _Skip(Exception):

@@ -69,7 +69,15 @@ class SendInput(BaseModel):
 
 
 SendStatus = Literal[
-    "sent", "failed", "skipped", "unknown", "duplicate", "deferred", "capped", "archived"
+    "sent",
+    "failed",
+    "skipped",
+    "unknown",
+    "duplicate",
+    "deferred",
+    "capped",
+    "archived",
+    "suppressed",  # consent, an unsubscribe or a bounce said no (the reason names the rule)
 ]
 
 

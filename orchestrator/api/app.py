@@ -17,11 +17,15 @@ from .routes import (
     browser,
     customers,
     health,
+    inapp,
     ingest,
     journey_control,
     journeys,
+    provider_webhooks,
     segments,
     sources,
+    templates,
+    tracking,
 )
 from .services import Services
 
@@ -60,4 +64,9 @@ def create_app(services: Services, *, follow_deploys: bool = True) -> FastAPI:
     app.include_router(sources.router)
     app.include_router(segments.router)
     app.include_router(customers.router)
+    app.include_router(templates.router)
+    app.include_router(inapp.browser_router)
+    app.include_router(inapp.admin_router)
+    app.include_router(tracking.router)  # served once install_tracking() configures links
+    app.include_router(provider_webhooks.router)  # answers once install_provider_webhooks()
     return app

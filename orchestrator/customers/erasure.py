@@ -38,6 +38,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from journeyman.orchestrator.inapp import storage as inapp_storage
 from journeyman.orchestrator.storage import record_transition
 
 from .view import Identity, identify
@@ -214,6 +215,26 @@ async def _erase_rows(
             " OR into_id = ANY($1::text[])",
             ids,
         )
+        counts["in_app_messages"] = await inapp_storage.erase(conn, customer_ids=ids)
+        counts["subscription_choices"] = await _affected(
+            conn, "DELETE FROM subscription_preferences WHERE customer_id = ANY($1::text[])", ids
+        )
+        # Suppressions of the customer go; those of an address (a bounce, a spam complaint)
+        # stay: they protect the address, whoever it belongs to next.
+        counts["suppressions"] = await _affected(
+            conn,
+            "DELETE FROM suppressions WHERE customer_id = ANY($1::text[]) AND address IS NULL",
+            ids,
+        )
+        await conn.execute(
+            "UPDATE suppressions s SET customer_id = NULL WHERE customer_id = ANY($1::text[])"
+            " AND NOT EXISTS (SELECT 1 FROM suppressions t WHERE t.customer_id IS NULL"
+            " AND t.channel = s.channel AND t.address = s.address"
+            " AND coalesce(t.group_key, '') = coalesce(s.group_key, '') AND t.reason = s.reason)",
+            ids,
+        )
+        # What is left duplicates an address suppression already kept without an owner.
+        await conn.execute("DELETE FROM suppressions WHERE customer_id = ANY($1::text[])", ids)
         counts["experiment_assignments"] = await _affected(
             conn, "DELETE FROM experiment_assignments WHERE customer_id = ANY($1::text[])", ids
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 import yaml
 from pydantic import (
@@ -165,6 +165,32 @@ class SweepSettings(_Section):
         return value
 
 
+GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+
+
+class SubscriptionGroupSetting(_Section):
+    """A kind of message on one channel that customers can join or leave (consent)."""
+
+    channel: Literal["email", "sms", "push", "in_app", "webhook"]
+    name: GroupName
+    label: Name
+    description: str = ""
+    # opt_out: customers get it until they leave; opt_in: only after they agreed.
+    mode: Literal["opt_in", "opt_out"] = "opt_out"
+
+
+DEFAULT_SUBSCRIPTION_GROUPS = (
+    SubscriptionGroupSetting(channel="email", name="marketing", label="Offers and news by email"),
+    SubscriptionGroupSetting(
+        channel="email", name="product_updates", label="Product updates by email"
+    ),
+    # Marketing texts need the customer's express agreement in most places.
+    SubscriptionGroupSetting(
+        channel="sms", name="marketing", label="Offers by text message", mode="opt_in"
+    ),
+)
+
+
 class CustomerDataSettings(_Section):
     """Everything the behavioural metrics and the sweep need to know, with working defaults."""
 
@@ -174,6 +200,19 @@ class CustomerDataSettings(_Section):
     frequency: FrequencyThresholds = FrequencyThresholds()
     recency: RecencyThresholds = RecencyThresholds()
     sweep: SweepSettings = SweepSettings()
+    # The preference page lists them in this order; a send names one with `group:`.
+    subscription_groups: tuple[SubscriptionGroupSetting, ...] = DEFAULT_SUBSCRIPTION_GROUPS
+
+    @field_validator("subscription_groups")
+    @classmethod
+    def _distinct_groups(
+        cls, value: tuple[SubscriptionGroupSetting, ...]
+    ) -> tuple[SubscriptionGroupSetting, ...]:
+        keys = [f"{group.channel}:{group.name}" for group in value]
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        if repeated:
+            raise ValueError(f"subscription groups listed twice: {', '.join(repeated)}")
+        return value
 
 
 def load_customer_settings(journeys_dir: Path) -> CustomerDataSettings:
@@ -232,7 +271,12 @@ def _describe(source: str, exc: ValidationError) -> str:
 def _fields_at(path: tuple[int | str, ...]) -> list[str]:
     model: type[BaseModel] = CustomerDataSettings
     for part in path:
+        if isinstance(part, int):
+            continue  # an item of a list section: its model was found from the list's type
         annotation = model.model_fields[str(part)].annotation
-        assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
-        model = annotation
+        # A list section (subscription_groups) is typed tuple[Model, ...].
+        candidates = [annotation, *get_args(annotation)]
+        found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        assert found, f"{part} is not a section"
+        model = found[0]
     return list(model.model_fields)

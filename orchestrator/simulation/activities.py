@@ -18,7 +18,7 @@ import contextlib
 import functools
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
@@ -37,6 +37,7 @@ from journeyman.orchestrator.customers.settings import CustomerDataSettings
 from journeyman.orchestrator.ingest import API_ENTRY_EVENT, workflow_id_for
 from journeyman.orchestrator.storage.experiments import VariantResult, pick_winner
 from journeyman.workflows import expressions, timing
+from journeyman.workflows.compose import PHONE_TRAIT, PUSH_TOKEN_TRAIT
 from journeyman.workflows.conditions import matches_properties
 from journeyman.workflows.inputs import (
     EVENT_SIGNAL,
@@ -395,9 +396,9 @@ class SimulatedActivities:
         capped = self._capped(customer, step.channel, rules, now)
         if capped is not None:
             return self._finish(input, "capped", capped)
-        address = customer.traits.get("email")
-        if not isinstance(address, str) or "@" not in address:
-            return self._finish(input, "skipped", "customer has no email address")
+        unreachable = _unreachable(step.channel, customer.traits)
+        if unreachable is not None:
+            return self._finish(input, "skipped", unreachable)
         self._journey_sends.append(now)
         self._sent_at.setdefault((customer.id, step.channel), []).append(now)
         # Step and visit, not the send key: the key holds the run id, which is random.
@@ -426,3 +427,16 @@ class SimulatedActivities:
             if sent >= cap.limit:
                 return f"frequency cap: {cap.limit} {channel} per {cap.window_seconds}s reached"
         return None
+
+
+def _unreachable(channel: str, traits: Mapping[str, Any]) -> str | None:
+    """Why the channel cannot reach the customer, as the real send path would skip them."""
+    if channel == "email":
+        address = traits.get("email")
+        if not isinstance(address, str) or "@" not in address:
+            return "customer has no email address"
+    elif channel == "sms" and not isinstance(traits.get(PHONE_TRAIT), str):
+        return "customer has no phone number"
+    elif channel == "push" and not isinstance(traits.get(PUSH_TOKEN_TRAIT), str):
+        return "customer has no push token"
+    return None

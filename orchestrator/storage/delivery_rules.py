@@ -1,6 +1,7 @@
 """What frequency caps and send throttles count: recent rows of the delivery ledger.
 
-Rows still ``sending`` and ``unknown`` ones count too: the customer may well have them.
+Every state in which the customer may have the message counts: ``sending`` and ``unknown``
+ones too, and those a provider moved on (delivered, opened, clicked, complained).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from datetime import datetime
 
 import asyncpg
 
-_COUNTED = ("sending", "sent", "unknown")
+from .delivery_states import MAY_HAVE_REACHED_CUSTOMER
+
+_COUNTED = ("sending", *MAY_HAVE_REACHED_CUSTOMER)
 
 
 async def lock_customer(conn: asyncpg.Connection, customer_id: str) -> None:

@@ -13,7 +13,9 @@ from typing import Literal
 
 import asyncpg
 
-FinalStatus = Literal["sent", "failed", "skipped", "unknown", "capped"]
+from .delivery_states import entered_from
+
+FinalStatus = Literal["sent", "failed", "skipped", "unknown", "capped", "suppressed"]
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,13 @@ async def finish_send(
     subject: str | None = None,
     provider_message_id: str | None = None,
 ) -> None:
+    # Guarded: a provider webhook may already have moved the row on (delivered, opened)
+    # before the send path records its own answer; states never move back.
     await conn.execute(
-        "UPDATE deliveries SET status = $2, reason = $3, recipient = coalesce($4, recipient),"
-        " subject = coalesce($5, subject), provider_message_id = $6, updated_at = now()"
+        "UPDATE deliveries SET status = CASE WHEN status = ANY($7::text[]) THEN $2"
+        " ELSE status END, reason = coalesce($3, reason), recipient = coalesce($4, recipient),"
+        " subject = coalesce($5, subject),"
+        " provider_message_id = coalesce($6, provider_message_id), updated_at = now()"
         " WHERE send_key = $1",
         send_key,
         status,
@@ -86,4 +92,5 @@ async def finish_send(
         recipient,
         subject,
         provider_message_id,
+        entered_from(status),
     )

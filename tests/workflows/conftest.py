@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -21,6 +21,7 @@ from journeyman.workflows.activities import JourneyActivities
 from journeyman.workflows.inputs import EVENT_SIGNAL, JourneyEvent, JourneyInput
 from journeyman.workflows.journey import JourneyWorkflow
 from journeyman.workflows.plan import EventMatch, Plan
+from journeyman.workflows.providers import ChannelProviders
 from journeyman.workflows.search_attributes import ALL
 from journeyman.workflows.worker import build_worker
 
@@ -93,8 +94,13 @@ async def _terminate(harness: Harness) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_harness(env: WorkflowEnvironment, database_url: str) -> AsyncIterator[Harness]:
-    """A migrated database, an SMTP sink and a worker on its own task queue."""
+async def running_harness(
+    env: WorkflowEnvironment,
+    database_url: str,
+    providers: Callable[[asyncpg.Pool], ChannelProviders] | None = None,
+) -> AsyncIterator[Harness]:
+    """A migrated database, an SMTP sink and a worker on its own task queue; ``providers``
+    builds the other channels' providers over the harness's pool."""
     conn = await connect(database_url)
     await migrate(conn)
     await conn.close()
@@ -106,6 +112,7 @@ async def running_harness(env: WorkflowEnvironment, database_url: str) -> AsyncI
         pool,
         email=SmtpProvider("127.0.0.1", port, local_hostname="localhost"),
         from_address="Journeys <journeys@shop.example>",
+        providers=providers(pool) if providers is not None else None,
     )
     task_queue = f"tq-{uuid.uuid4()}"
     worker = build_worker(env.client, task_queue=task_queue, activities=activities)

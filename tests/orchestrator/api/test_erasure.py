@@ -58,6 +58,9 @@ PERSONAL = {
     "experiment_assignments": "customer_id = ANY($1::text[])",
     "journey_runs": "customer_id = ANY($1::text[])",
     "stage_transitions": "customer_id = ANY($1::text[])",
+    "in_app_messages": "customer_id = ANY($1::text[])",
+    "subscription_preferences": "customer_id = ANY($1::text[])",
+    "suppressions": "customer_id = ANY($1::text[])",
 }
 
 
@@ -102,6 +105,19 @@ async def test_erasure_removes_the_customer_everywhere_and_ends_their_journey(li
     )
     for user in ("erin-42", "other-1"):
         await live.waiting(user, "await-order")
+    # Added once the sends went out, so they suppress nothing here.
+    await api.pool.execute(
+        "INSERT INTO in_app_messages (customer_id, send_key, title, body)"
+        " VALUES ('erin-42', 'k-inbox', 'Hi', 'Welcome')"
+    )
+    await api.pool.execute(
+        "INSERT INTO subscription_preferences (customer_id, group_key, subscribed, source)"
+        " VALUES ('erin-42', 'email:marketing', false, 'api')"
+    )
+    await api.pool.execute(
+        "INSERT INTO suppressions (channel, customer_id, address, reason) VALUES"
+        " ('email', 'erin-42', NULL, 'manual'), ('email', 'erin-42', 'erin@shop.example', 'bounce')"
+    )
     before = await rows_of(api, erin)
     assert all(before[table] for table in PERSONAL), before  # the test covers every table
     assert await funnel(api, jid) == {"entered": 2, "current": 2, "exited": 0}
@@ -127,6 +143,11 @@ async def test_erasure_removes_the_customer_everywhere_and_ends_their_journey(li
     assert body["temporal"]["runs_ended"] == 1
 
     assert await rows_of(api, erin) == dict.fromkeys(PERSONAL, 0)
+    # The bounced address stays suppressed, with no owner: it protects the address.
+    kept_suppressions = await api.pool.fetch("SELECT customer_id, address FROM suppressions")
+    assert [(r["customer_id"], r["address"]) for r in kept_suppressions] == [
+        (None, "erin@shop.example")
+    ]
     assert await rows_of(api, ["other-1", "other-device"]) == other_before
     # The ledger row stays for caps and dedupe; what it said about the person is gone.
     kept = await api.pool.fetch(

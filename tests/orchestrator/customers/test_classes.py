@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -279,3 +280,34 @@ def test_settings_are_frozen() -> None:
     settings = CustomerDataSettings()
     with pytest.raises(ValueError, match="frozen"):
         settings.recency.active_days = 3  # type: ignore[misc]
+
+
+def test_subscription_groups_are_configured_in_the_same_file(tmp_path: Path) -> None:
+    (tmp_path / "customers.yaml").write_text(
+        "subscription_groups:\n"
+        "  - {channel: email, name: newsletter, label: Our newsletter}\n"
+        "  - {channel: push, name: alerts, label: Back-in-stock alerts, mode: opt_in}\n"
+    )
+    groups = load_customer_settings(tmp_path).subscription_groups
+    assert [(g.channel, g.name, g.mode) for g in groups] == [
+        ("email", "newsletter", "opt_out"),
+        ("push", "alerts", "opt_in"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("groups", "problem"),
+    [
+        ("[{channel: fax, name: x, label: X}]", "subscription_groups.0.channel"),
+        ("[{channel: email, name: Bad Name, label: X}]", "subscription_groups.0.name"),
+        ("[{channel: email, name: x, label: X, colour: red}]", "the fields here are channel"),
+        (
+            "[{channel: email, name: x, label: X}, {channel: email, name: x, label: Y}]",
+            "listed twice: email:x",
+        ),
+    ],
+)
+def test_bad_subscription_groups_are_named(tmp_path: Path, groups: str, problem: str) -> None:
+    (tmp_path / "customers.yaml").write_text(f"subscription_groups: {groups}\n")
+    with pytest.raises(CustomerSettingsError, match=re.escape(problem)):
+        load_customer_settings(tmp_path)
