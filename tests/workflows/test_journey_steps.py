@@ -319,6 +319,11 @@ async def test_a_run_handed_over_by_a_merge_reads_the_merged_profile(harness: Ha
     assert subjects(harness, "known-1@") == ["Hello Ana"]
 
 
+async def _waiting_at(run: WorkflowHandle[JourneyWorkflow, str], step: str) -> bool:
+    position = await run.query(JourneyWorkflow.position)
+    return position.step == step
+
+
 async def _has_run(harness: Harness, workflow_id: str) -> bool:
     found = await harness.pool.fetchval(
         "SELECT count(*) FROM journey_runs WHERE workflow_id = $1", workflow_id
@@ -560,6 +565,9 @@ async def test_runs_stay_pinned_until_an_explicit_migration_moves_them(harness: 
     pinned = await harness.enter(v1, "m1")
     moved = await harness.enter(v1, "m2")
     await wait_until(lambda: _sent(harness, "m1@", "m2@"))
+    # A migration moves customers waiting at a step; the email goes out a moment before the
+    # run reaches its wait_for.
+    await wait_until(lambda: _waiting_at(moved, "await-reply"))
     v2 = await harness.deploy(MIGRATE_V2)
     await moved.signal(
         JourneyWorkflow.on_migrate,
