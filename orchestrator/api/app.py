@@ -21,6 +21,8 @@ from .routes import (
     ingest,
     journey_control,
     journeys,
+    kpis,
+    metrics,
     provider_webhooks,
     segments,
     sources,
@@ -57,10 +59,12 @@ def create_app(services: Services, *, follow_deploys: bool = True) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_middleware(browser.IngestCors)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(ingest.router)
     app.include_router(browser.router)
     app.include_router(journeys.router)
     app.include_router(journey_control.router)
+    app.include_router(kpis.router)
     app.include_router(sources.router)
     app.include_router(segments.router)
     app.include_router(customers.router)

@@ -10,6 +10,7 @@ bound.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -35,11 +36,13 @@ from journeyman.orchestrator.ingest.segment import (
     problems_of,
     read_batch,
 )
+from journeyman.orchestrator.observability import type_label
 
 from ..auth import ServicesDep, basic_user, check_write_key
 from ..backpressure import PatientPool, database_unavailable_is_503
 from ..body import read_json
 from ..errors import ApiError
+from .metrics import process_metrics
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -127,7 +130,26 @@ def _all_rejected(rejected: list[RejectedMessage]) -> JSONResponse:
 async def _accept(
     request: Request, services: ServicesDep, kind: type[Message] | None
 ) -> IngestResponse | JSONResponse:
+    """Answer one request, counted in ``/metrics`` by status, latency and backpressure."""
+    started, status, backpressure = time.perf_counter(), 500, None
+    try:
+        answer = await _answer(request, services, kind)
+        status = answer.status_code if isinstance(answer, JSONResponse) else 200
+        return answer
+    except ApiError as exc:
+        status = exc.status
+        backpressure = exc.code if exc.status in (429, 503) else None
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        process_metrics(request).count_request(status, seconds, backpressure=backpressure)
+
+
+async def _answer(
+    request: Request, services: ServicesDep, kind: type[Message] | None
+) -> IngestResponse | JSONResponse:
     """Read, authenticate, validate and commit one request; ``kind`` None is a batch."""
+    metrics = process_metrics(request)
     # The spec's receivedAt: once per request, as it arrives (before any wait for a turn).
     received_at = datetime.now(UTC)
     async with services.ingest_limiter.slot():
@@ -145,14 +167,26 @@ async def _accept(
                     _envelope(body), received_at=received_at, source_id=source_id
                 )
                 rejected = [_rejected(item) for item in problems]
+                raws = body.get("batch")
+                for item in problems:
+                    raw = raws[item.index] if isinstance(raws, list) else None
+                    metrics.count_rejected(type_label(raw), item.code)
                 if not events:
                     return _all_rejected(rejected)
             else:
-                events = [_single(body, kind, received_at=received_at, source_id=source_id)]
+                try:
+                    events = [_single(body, kind, received_at=received_at, source_id=source_id)]
+                except ApiError as exc:
+                    reason = "too_large" if exc.status == 413 else "invalid"
+                    metrics.count_rejected(kind.model_fields["type"].default, reason)
+                    raise
             pool = PatientPool(services.pool, services.ingest_queue_seconds)
             result = await ingest(
                 pool, events=events, index=services.index, settings=services.customer_settings
             )
+    metrics.count_stored(
+        (e.type for e in events), accepted=result.accepted, duplicates=result.duplicates
+    )
     return IngestResponse(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected)
 
 
