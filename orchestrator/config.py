@@ -57,6 +57,7 @@ ENVIRONMENT: dict[str, str] = {
     "link_secret": "JOURNEYMAN_LINK_SECRET",
     "public_url": "JOURNEYMAN_PUBLIC_URL",
     "sendgrid_webhook_public_key": "JOURNEYMAN_SENDGRID_WEBHOOK_PUBLIC_KEY",
+    "worker_metrics_port": "JOURNEYMAN_WORKER_METRICS_PORT",
     "log_level": "JOURNEYMAN_LOG_LEVEL",
     "embedded_postgres_port": "JOURNEYMAN_EMBEDDED_POSTGRES_PORT",
     "embedded_temporal_port": "JOURNEYMAN_EMBEDDED_TEMPORAL_PORT",
@@ -123,6 +124,8 @@ class Settings(BaseModel):
     public_url: str | None = None
     # Verifies SendGrid's signed Event Webhook (the key SendGrid shows, base64 DER or PEM).
     sendgrid_webhook_public_key: str | None = None
+    # Where a worker serves the Temporal SDK's metrics for Prometheus; None: not served.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: str = "INFO"
     # Ports of the embedded stack (`journeyman up`); 0 picks a free one at each start.
     embedded_postgres_port: int = Field(default=0, ge=0, le=65535)

@@ -33,7 +33,7 @@ from .embedded.temporal import ensure_search_attributes
 from .link_settings import link_config
 from .scheduling import Scheduler
 from .storage import connect, create_pool, migrate
-from .temporal_client import connect_temporal
+from .temporal_client import connect_temporal, metrics_runtime
 from .tracking.consent import groups_from
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,13 @@ async def run_worker(
     customer_settings = load_customer_settings(settings.journeys_dir)
     groups = groups_from(customer_settings.subscription_groups)
     links = link_config(settings, credentials, groups=groups)
+    runtime = (
+        metrics_runtime(settings.worker_metrics_port)
+        if settings.worker_metrics_port is not None
+        else None
+    )
     client = await connect_temporal(
-        endpoints.temporal_address, namespace=settings.temporal_namespace
+        endpoints.temporal_address, namespace=settings.temporal_namespace, runtime=runtime
     )
     await ensure_search_attributes(client, settings.temporal_namespace, SEARCH_ATTRIBUTES)
     pool = await create_pool(endpoints.database_url, max_size=20)

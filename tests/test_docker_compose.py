@@ -52,6 +52,7 @@ NOT_NEEDED: dict[str, dict[str, str]] = {
         "smtp_username": "the API sends no email",
         "smtp_password": "the API sends no email",
         "sendgrid_webhook_public_key": "SendGrid's event webhook is optional (SMTP by default)",
+        "worker_metrics_port": "only workers serve the Temporal SDK's metrics",
         "sendgrid_api_key": "the API sends no messages",
         "postmark_token": "the API sends no messages",
         "twilio_account_sid": "the API sends no messages",
@@ -79,6 +80,7 @@ NOT_NEEDED: dict[str, dict[str, str]] = {
         "fcm_token_uri": "the service-account file names its token URI",
         "webhook_signing_secret": "webhook steps are optional: they fail visibly without it",
         "sendgrid_webhook_public_key": "only the API receives SendGrid's event webhook",
+        "worker_metrics_port": "optional: set it to let Prometheus scrape the SDK's metrics",
     },
 }
 
