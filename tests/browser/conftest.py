@@ -80,6 +80,7 @@ class Served:
         self.port = 0
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -90,6 +91,7 @@ class Served:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))  # port 0 the first time: a free one
         self.port = int(sock.getsockname()[1])
+        self._socket = sock
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -114,6 +116,11 @@ class Served:
         self._server.should_exit = True
         await self._task
         self._server = self._task = None
+        # uvicorn leaves a socket it was handed open: closed here, so connections to a stopped
+        # API are refused at once (as they would be) instead of waiting in the backlog.
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
 
 @contextlib.asynccontextmanager
