@@ -19,8 +19,8 @@ from journeyman.orchestrator.simulation import (
     parse_scenario,
     simulate,
 )
+from journeyman.orchestrator.simulation import activities as simulated_activities
 from journeyman.orchestrator.simulation.activities import SimulatedActivities
-from journeyman.workflows import expressions
 from journeyman.workflows.activities import JourneyActivities
 
 REPO = Path(__file__).resolve().parents[3]
@@ -159,7 +159,9 @@ async def test_a_failing_activity_stops_the_simulation(monkeypatch: pytest.Monke
     def broken(*args: object) -> bool:
         raise RuntimeError("broken condition")
 
-    monkeypatch.setattr(expressions, "evaluate", broken)
+    # Only the branch activity's evaluation breaks: conditions evaluated by the simulated
+    # customers' reactions stay whole, as the bug under test is the activity's.
+    monkeypatch.setattr(simulated_activities, "_condition", broken)
     with pytest.raises(SimulationError, match="activity evaluate_branch failed") as caught:
         await simulate(compile_source(BRANCHING), customers=5)
     assert "RuntimeError: broken condition" in str(caught.value)
