@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -35,7 +34,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, PushMessage
 from .errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from .http import retry_after_seconds
+from .http import certificate_error, detail, json_object, retry_after_seconds
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -51,7 +50,6 @@ _ASSERTION_SECONDS = 3600
 # A cached access token is replaced this long before it expires, so no send carries a token
 # that dies in flight.
 _REFRESH_MARGIN = 300.0
-_MAX_DETAIL = 300
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -101,32 +99,8 @@ def _checked_url(url: str, *, name: str) -> str:
     return url.rstrip("/")
 
 
-def _detail(text: str, secret: str | None = None) -> str:
-    if secret:
-        text = text.replace(secret, "[redacted]")
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    cause: BaseException | None = exc
-    for _ in range(10):  # the chain is short; the bound only guards against a cycle
-        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _transport_error(exc: httpx.TransportError, *, what: str) -> DeliveryError:
-    refused = _certificate_error(exc)
+    refused = certificate_error(exc)
     if refused is not None:
         return PermanentDeliveryError(
             f"{what}: TLS certificate refused: {refused.verify_message}", provider=PROVIDER
@@ -289,20 +263,20 @@ class ServiceAccountTokenSource:
             )
         except httpx.TransportError as exc:
             # No push was sent yet, whatever happened to the token request.
-            if _certificate_error(exc) is not None:
+            if certificate_error(exc) is not None:
                 raise _transport_error(exc, what=what) from None
             raise RetryableDeliveryError(
                 f"{what} failed ({type(exc).__name__}): {str(exc) or type(exc).__name__}",
                 provider=PROVIDER,
                 maybe_delivered=False,
             ) from None
-        body = _json_object(response)
+        body = json_object(response)
         if not response.is_success:
             text = f"{what} answered HTTP {response.status_code}"
             if isinstance(body.get("error"), str):
                 text += f": {body['error']}"
             if isinstance(body.get("error_description"), str):
-                text += f": {_detail(body['error_description'])}"
+                text += f": {detail(body['error_description'])}"
             if response.status_code == 429 or response.status_code >= 500:
                 raise RetryableDeliveryError(
                     text,
@@ -336,21 +310,21 @@ def fcm_payload(message: PushMessage) -> dict[str, Any]:
 
 def _fcm_error(response: httpx.Response, secret: str) -> tuple[str, str | None]:
     """A readable text for an FCM error answer, and FCM's own ``errorCode`` if present."""
-    error = _json_object(response).get("error")
+    error = json_object(response).get("error")
     text = f"FCM answered HTTP {response.status_code}"
     if not isinstance(error, dict):
         return text, None
     status = error.get("status")
     error_code: str | None = None
-    for detail in error.get("details") or []:
-        if isinstance(detail, dict) and detail.get("@type") == _FCM_ERROR_TYPE:
-            code = detail.get("errorCode")
+    for part in error.get("details") or []:
+        if isinstance(part, dict) and part.get("@type") == _FCM_ERROR_TYPE:
+            code = part.get("errorCode")
             error_code = code if isinstance(code, str) else None
     label = error_code or (status if isinstance(status, str) else None)
     if label:
         text += f" {label}"
     if isinstance(error.get("message"), str) and error["message"]:
-        text += f": {_detail(error['message'], secret)}"
+        text += f": {detail(error['message'], secret)}"
     return text, error_code
 
 
@@ -411,7 +385,7 @@ class FcmPush:
             response = await self._post(payload, token)
         if not response.is_success:
             raise _refusal(response, token)
-        name = _json_object(response).get("name")
+        name = json_object(response).get("name")
         if not isinstance(name, str) or not name:
             raise RetryableDeliveryError(
                 f"FCM answered HTTP {response.status_code} without a message name",

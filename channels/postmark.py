@@ -26,7 +26,6 @@ server token is never part of an error or a repr.
 
 from __future__ import annotations
 
-import ssl
 from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -38,7 +37,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, EmailMessage
 from .errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from .http import retry_after_seconds
+from .http import certificate_error, detail, json_object, retry_after_seconds
 
 PROVIDER = "postmark"
 DEFAULT_BASE_URL = "https://api.postmarkapp.com"
@@ -52,7 +51,6 @@ INVALID_EMAIL_REQUEST = 300
 INACTIVE_RECIPIENT = 406
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-_MAX_DETAIL = 300
 
 
 class InactiveRecipient(PermanentDeliveryError):
@@ -113,22 +111,8 @@ def _checked_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def _detail(text: str, secret: str) -> str:
-    text = " ".join(text.replace(secret, "[redacted]").split())
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    cause: BaseException | None = exc
-    for _ in range(10):  # the chain is short; the bound only guards against a cycle
-        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
 def _transport_error(exc: httpx.TransportError, where: str) -> DeliveryError:
-    refused = _certificate_error(exc)
+    refused = certificate_error(exc)
     if refused is not None:
         return PermanentDeliveryError(
             f"TLS certificate of {where} refused: {refused.verify_message}", provider=PROVIDER
@@ -141,14 +125,6 @@ def _transport_error(exc: httpx.TransportError, where: str) -> DeliveryError:
         provider=PROVIDER,
         maybe_delivered=sent,
     )
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
 
 
 def _error_code(body: dict[str, Any]) -> int | None:
@@ -165,7 +141,7 @@ def _refusal(response: httpx.Response, body: dict[str, Any], secret: str) -> Del
     if error_code:
         text += f", ErrorCode {error_code}"
     said = body.get("Message") if isinstance(body.get("Message"), str) else None
-    text += f": {_detail(said or response.text, secret) or response.reason_phrase}"
+    text += f": {detail(said or response.text, secret) or response.reason_phrase}"
     code = error_code or status
     if status in (408, 429) or status >= 500:
         return RetryableDeliveryError(
@@ -236,7 +212,7 @@ class PostmarkProvider:
         except httpx.TransportError as exc:
             # ``from None``: the httpx error holds the request, token header included.
             raise _transport_error(exc, url) from None
-        body = _json_object(response)
+        body = json_object(response)
         if not response.is_success or _error_code(body):
             raise _refusal(response, body, token)
         provider_id = body.get("MessageID")

@@ -25,7 +25,6 @@ SendGrid answers 202 when it queued the message; the receipt's ``provider_messag
 
 from __future__ import annotations
 
-import ssl
 import time
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -36,7 +35,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, EmailMessage
 from .errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from .http import retry_after_seconds
+from .http import certificate_error, detail, retry_after_seconds
 
 PROVIDER = "sendgrid"
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
@@ -47,7 +46,6 @@ CORRELATION_ARG = "journeyman_msg_id"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # SendGrid's error texts are short; a long one (an HTML error page) is cut so a ledger
 # reason stays readable.
-_MAX_DETAIL = 300
 
 
 def _address(value: str) -> dict[str, str]:
@@ -100,22 +98,8 @@ def checked_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def _detail(text: str, secret: str) -> str:
-    text = " ".join(text.replace(secret, "[redacted]").split())
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    cause: BaseException | None = exc
-    for _ in range(10):  # the chain is short; the bound only guards against a cycle
-        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
 def _transport_error(exc: httpx.TransportError, where: str) -> DeliveryError:
-    refused = _certificate_error(exc)
+    refused = certificate_error(exc)
     if refused is not None:
         return PermanentDeliveryError(
             f"TLS certificate of {where} refused: {refused.verify_message}", provider=PROVIDER
@@ -155,8 +139,8 @@ def _error_text(response: httpx.Response, secret: str) -> str:
             if isinstance(item, dict)
         ]
         if any(parts):
-            return _detail("; ".join(part for part in parts if part), secret)
-    return _detail(response.text, secret) or response.reason_phrase
+            return detail("; ".join(part for part in parts if part), secret)
+    return detail(response.text, secret) or response.reason_phrase
 
 
 def _refusal(response: httpx.Response, secret: str) -> DeliveryError:

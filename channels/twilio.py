@@ -23,11 +23,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -35,7 +34,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, SmsMessage
 from .errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from .http import retry_after_seconds
+from .http import certificate_error, detail, json_object, retry_after_seconds
 
 PROVIDER = "twilio"
 DEFAULT_BASE_URL = "https://api.twilio.com"
@@ -48,7 +47,6 @@ UNSUBSCRIBED_RECIPIENT = 21610
 NOT_MOBILE = 21614
 
 # Twilio's reply texts are short; a long one is cut so a ledger reason stays readable.
-_MAX_DETAIL = 300
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -69,30 +67,8 @@ def _checked_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def _detail(text: str, secret: str) -> str:
-    text = " ".join(text.replace(secret, "[redacted]").split())
-    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 1] + "…"
-
-
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    cause: BaseException | None = exc
-    for _ in range(10):  # the chain is short; the bound only guards against a cycle
-        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _transport_error(exc: httpx.TransportError) -> DeliveryError:
-    refused = _certificate_error(exc)
+    refused = certificate_error(exc)
     if refused is not None:
         return PermanentDeliveryError(
             f"TLS certificate of the Twilio API refused: {refused.verify_message}",
@@ -111,13 +87,13 @@ def _transport_error(exc: httpx.TransportError) -> DeliveryError:
 def _refusal(response: httpx.Response, secret: str) -> DeliveryError:
     """Classify a non-2xx answer from the Messages API."""
     status = response.status_code
-    body = _json_object(response)
+    body = json_object(response)
     twilio_code = body.get("code") if isinstance(body.get("code"), int) else None
     text = f"Twilio answered HTTP {status}"
     if twilio_code is not None:
         text += f", error {twilio_code}"
     if isinstance(body.get("message"), str) and body["message"]:
-        text += f": {_detail(body['message'], secret)}"
+        text += f": {detail(body['message'], secret)}"
     code = twilio_code if twilio_code is not None else status
     if status == 429 or status >= 500:
         # 429 and 503 are an explicit "not now"; any other 5xx leaves Twilio's state unknown.
@@ -192,7 +168,7 @@ class TwilioSms:
             raise _transport_error(exc) from None
         if not response.is_success:
             raise _refusal(response, self._auth_token.get_secret_value())
-        body = _json_object(response)
+        body = json_object(response)
         sid = body.get("sid")
         if not isinstance(sid, str) or not sid:
             # Twilio said yes but the reply is unreadable: the message probably exists.

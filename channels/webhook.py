@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, WebhookMessage
 from .errors import PermanentDeliveryError, RetryableDeliveryError
-from .http import retry_after_seconds
+from .http import certificate_error, retry_after_seconds
 
 PROVIDER = "webhook"
 TIMESTAMP_HEADER = "Journeyman-Timestamp"
@@ -100,15 +99,6 @@ def verify_signature(
         if version == SIGNATURE_VERSION and value:
             matched |= hmac.compare_digest(expected, f"{version}={value}".encode())
     return matched
-
-
-def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    cause: BaseException | None = exc
-    for _ in range(10):  # the chain is short; the bound only guards against a cycle
-        if cause is None or isinstance(cause, ssl.SSLCertVerificationError):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
 
 
 def _origin(url: str) -> str:
@@ -203,7 +193,7 @@ class WebhookSender:
                 f"webhook to {where} cannot be sent ({type(exc).__name__})", provider=PROVIDER
             ) from None
         except httpx.TransportError as exc:
-            refused = _certificate_error(exc)
+            refused = certificate_error(exc)
             if refused is not None:
                 raise PermanentDeliveryError(
                     f"webhook to {where}: TLS certificate refused: {refused.verify_message}",
