@@ -16,10 +16,14 @@ from .errors import ApiError, api_error_handler, http_error_handler, validation_
 from .routes import (
     browser,
     customers,
+    dashboard,
+    emotions,
+    experiment_reports,
     health,
     inapp,
     ingest,
     journey_control,
+    journey_reports,
     journeys,
     kpis,
     metrics,
@@ -65,6 +69,10 @@ def create_app(services: Services, *, follow_deploys: bool = True) -> FastAPI:
     app.include_router(journeys.router)
     app.include_router(journey_control.router)
     app.include_router(kpis.router)
+    app.include_router(journey_reports.router)
+    app.include_router(experiment_reports.router)
+    app.include_router(emotions.router)
+    app.include_router(dashboard.router)
     app.include_router(sources.router)
     app.include_router(segments.router)
     app.include_router(customers.router)
