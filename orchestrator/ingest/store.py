@@ -14,6 +14,7 @@ from journeyman.orchestrator.customers.events import ENGINE_SOURCE, RUN_ENDED
 from journeyman.orchestrator.customers.membership import change_event_fields
 from journeyman.orchestrator.customers.settings import CustomerDataSettings
 from journeyman.orchestrator.storage.outbox import notify_outbox
+from journeyman.orchestrator.storage.satisfaction import SatisfactionTally
 from journeyman.workflows.conditions import matches
 from journeyman.workflows.inputs import JourneyEvent
 from journeyman.workflows.plan import Plan
@@ -175,7 +176,8 @@ async def ingest(
     customer's metrics move on (``settings`` maps events to orders and satisfaction; the
     defaults follow the Segment e-commerce spec), and the segments the messages can change
     are re-evaluated for their customers. Entering or leaving a segment and becoming active
-    again are stored as engine events and routed like any other.
+    again are stored as engine events and routed like any other. Satisfaction answers are
+    counted for the stage and touchpoint of each of the customer's active runs.
     """
     settings = settings or DEFAULT_SETTINGS
     # Rows are locked in customer order (stable, so each customer's events keep theirs), so
@@ -207,6 +209,8 @@ class _Pass:
     merges: int = 0
     # canonical customer -> ids of the segments to re-evaluate for them at the end
     touched: dict[str, set[str]] = field(default_factory=dict)
+    # satisfaction answers per journey stage and touchpoint, written at the end
+    satisfaction: SatisfactionTally = field(default_factory=SatisfactionTally)
 
     def touch(self, customer_id: str, segment_ids: set[str]) -> None:
         if segment_ids:
@@ -227,6 +231,19 @@ async def _ingest(
             done.duplicates += 1
             continue
         done.accepted += 1
+        engine = event.context.get("source") == ENGINE_SOURCE
+        if event.type == "track" and not engine:
+            # Before routing: an answer that enters the customer into a journey is no answer
+            # to that new run, which has not reached a stage yet anyway.
+            await done.satisfaction.add(
+                conn,
+                customer_id=event.customer_id,
+                event=event.event,
+                properties=event.properties,
+                occurred_at=event.occurred_at,
+                survey_event=settings.satisfaction.event,
+                score_property=settings.satisfaction.score,
+            )
         if event.type == "track":
             done.routed += await _route(conn, event, event_id, index)
         change = await metrics.apply_event(
@@ -234,12 +251,13 @@ async def _ingest(
         )
         if change is not None:
             done.routed += await _record(conn, change.event(occurred_at=event.occurred_at), index)
-        engine = event.context.get("source") == ENGINE_SOURCE
         done.touch(
             event.customer_id,
             index.segments.affected_by(kind=event.type, name=event.event, engine=engine),
         )
     await _update_segments(conn, index, done)
+    # Last: the shared counter rows stay locked for the shortest time, taken in key order.
+    await done.satisfaction.flush(conn)
     if done.routed:
         await notify_outbox(conn)
     return IngestResult(
