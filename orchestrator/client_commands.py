@@ -60,6 +60,7 @@ def deploy_files(base: str, token: str, files: list[Path]) -> int:
 
 
 def format_funnel(funnel: dict[str, Any]) -> str:
+    """The funnel as a table, then why customers left each stage without converting."""
     header = (
         f"{'stage':<15}{'entered':>9}{'now':>7}{'converted':>11}"
         f"{'rate':>8}{'moved on':>10}{'exited':>8}"
@@ -70,6 +71,14 @@ def format_funnel(funnel: dict[str, Any]) -> str:
             f"{s['stage']:<15}{s['entered']:>9}{s['current']:>7}{s['converted']:>11}"
             f"{s['conversion_rate']:>8.1%}{s['moved_on']:>10}{s['exited']:>8}"
         )
+    # An older API has no exits_by_reason: the table alone is still the whole funnel.
+    reasons = [(s["stage"], s.get("exits_by_reason") or {}) for s in funnel["stages"]]
+    if any(by_reason for _, by_reason in reasons):
+        lines += ["", "Left without converting, by reason"]
+        for stage, by_reason in reasons:
+            if by_reason:
+                said = ", ".join(f"{reason} {n}" for reason, n in by_reason.items())
+                lines.append(f"{stage:<15}{said}")
     return "\n".join(lines)
 
 

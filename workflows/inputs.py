@@ -121,6 +121,27 @@ class Position(BaseModel):
 Outcome = Literal["entered", "converted", "moved_on", "exited", "goal", "migrated"]
 
 
+# Why a run left a stage without converting (``moved_on``, ``exited`` or ``migrated``):
+# ``timeout``: the stage's max dwell passed (exit or continue, as ``on_max_dwell`` says);
+# ``exit_rule``: a journey-wide exit event; ``exit_step``: an ``exit`` touchpoint;
+# ``erasure`` and ``merge``: the engine ended the run (``RUN_ENDED_EVENT``); ``archived``: the
+# journey was archived; ``no_goal``: the touchpoints were done in a stage with no goal;
+# ``goto``: a jump to another stage; ``migration``: moved to another version; ``unknown``:
+# recorded before reasons were, or by a caller that gave none.
+ExitReason = Literal[
+    "timeout",
+    "exit_rule",
+    "exit_step",
+    "erasure",
+    "merge",
+    "archived",
+    "no_goal",
+    "goto",
+    "migration",
+    "unknown",
+]
+
+
 class TransitionInput(BaseModel):
     run_key: str
     seq: int
@@ -133,3 +154,8 @@ class TransitionInput(BaseModel):
     outcome: Outcome
     from_version: str | None = None  # a migration: the version the run leaves
     holdout: bool = False
+    # Leaving without converting: why, and the words behind it (an exit step's text, the
+    # exit event, the goto target). Absent in transitions recorded by older workers.
+    reason: ExitReason | None = None
+    reason_detail: str | None = None
+    entered_at: datetime | None = None  # when the run entered: its cohort week

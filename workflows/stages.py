@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from .activities import JourneyActivities
     from .inputs import (
         RUN_ENDED_EVENT,
+        ExitReason,
         JourneyInput,
         Outcome,
         RunState,
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         EventMatch,
         ExitStep,
         ExperimentStep,
+        GotoStep,
         Plan,
         SendStep,
         SplitStep,
@@ -56,6 +58,15 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 
 # The engine's own exit, watched like the plan's exits (identity merges, erasure).
 RUN_ENDED = EventMatch(event=RUN_ENDED_EVENT)
+# What the engine writes in its run-ended event's ``reason``, as an exit reason.
+RUN_ENDED_REASONS: dict[str, ExitReason] = {
+    "merged": "merge",
+    "merge": "merge",
+    "erased": "erasure",
+    "erasure": "erasure",
+}
+# Exit reasons' words (an exit step's text, an exit event) are kept this long at most.
+MAX_DETAIL = 200
 
 
 # How a stage ended for the run: the transition outcomes, plus two internal ones.
@@ -64,13 +75,27 @@ StageOutcome = Literal["converted", "moved_on", "exited", "goal", "migrated", "c
 
 @dataclass(frozen=True)
 class StageEnd:
-    """How a stage's steps ended: ``done``, ``goto`` (``stage``, ``pc``), ``exit``, or
-    ``continue`` at ``pc`` (continue-as-new before a waiting step)."""
+    """How a stage ended: ``done``, ``goto`` (``stage``, ``pc``), ``exit``, ``continue`` at
+    ``pc`` (continue-as-new before a waiting step), or ``timeout`` (the max dwell passed).
+
+    ``reason`` and ``detail`` say why a run that leaves without converting leaves."""
 
     kind: str
     stage: int = 0
     pc: int = 0
-    reason: str | None = None
+    reason: ExitReason | None = None
+    detail: str | None = None
+
+
+TIMED_OUT = StageEnd("timeout", reason="timeout")
+
+
+def describe(match: EventMatch) -> str:
+    """An event match in a few words for reports: ``Segment Exited (segment=vip)``."""
+    tests = ", ".join(
+        f"{t.path}={t.value}" if t.op == "eq" else f"{t.path} {t.op} {t.value}" for t in match.where
+    )
+    return f"{match.event} ({tests})" if tests else match.event
 
 
 class StageRunner:
@@ -106,7 +131,7 @@ class StageRunner:
             if outcome == "continue":
                 self.wf.continue_as_new(self.input, state)
             if outcome == "exited" or outcome == "goal":
-                await self.transition(stage.name, None, outcome)
+                await self.transition(stage.name, None, outcome, end=end)
                 return "converted" if outcome == "goal" else "exited"
             if end is not None and end.kind == "goto":
                 state.stage_index, state.pc = end.stage, end.pc
@@ -118,7 +143,7 @@ class StageRunner:
                 else None
             )
             assert outcome == "converted" or outcome == "moved_on"
-            await self.transition(stage.name, nxt, outcome)
+            await self.transition(stage.name, nxt, outcome, end=end)
             state.stage_started_at = workflow.now()
             if nxt is not None and self.wf.should_continue_as_new():
                 self.wf.continue_as_new(self.input, state)
@@ -130,7 +155,12 @@ class StageRunner:
         to_stage: str | None,
         outcome: Outcome,
         from_version: str | None = None,
+        *,
+        end: StageEnd | None = None,
     ) -> None:
+        """Record a transition; ``end`` says why a run leaving without converting leaves."""
+        # Only leaving without converting has a reason; a conversion needs none.
+        why = end if outcome in ("moved_on", "exited") else None
         self.state.seq += 1
         await workflow.execute_activity_method(
             JourneyActivities.record_transition,
@@ -146,6 +176,9 @@ class StageRunner:
                 outcome=outcome,
                 from_version=from_version,
                 holdout=self.state.holdout,
+                reason=why.reason if why is not None else None,
+                reason_detail=why.detail if why is not None else None,
+                entered_at=self.state.entered_at,
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,
@@ -169,6 +202,30 @@ class StageRunner:
         if self.wf.find(RUN_ENDED) is not None:
             return "exited"
         return None
+
+    def _exit_cause(self) -> StageEnd:
+        """Why a journey-wide exit happened: the earliest pending exit event, the plan's
+        ``exit`` rules or the engine's run-ended event."""
+        found = [
+            (position, match)
+            for match in [*self.plan.exits, RUN_ENDED]
+            if (position := self.wf.find(match)) is not None
+        ]
+        position, match = min(found, key=lambda item: item[0])
+        if match is not RUN_ENDED:
+            return StageEnd("exit", reason="exit_rule", detail=describe(match)[:MAX_DETAIL])
+        said = str(self.wf.event_at(position).properties.get("reason", ""))
+        reason = RUN_ENDED_REASONS.get(said)
+        if reason is not None:
+            return StageEnd("exit", reason=reason)
+        # A reason this worker does not know yet: kept in the detail rather than lost.
+        return StageEnd("exit", reason="unknown", detail=said[:MAX_DETAIL] or None)
+
+    def _ended(
+        self, journey_end: Literal["exited", "goal"]
+    ) -> tuple[StageOutcome, StageEnd | None]:
+        """The outcome of a journey-wide goal or exit, with the exit's cause."""
+        return journey_end, self._exit_cause() if journey_end == "exited" else None
 
     async def run_stage(self, stage: StagePlan) -> tuple[StageOutcome, StageEnd | None]:
         """Run the steps while watching goals, exits and migrations.
@@ -194,7 +251,7 @@ class StageRunner:
             except TimeoutError:
                 await self._stop(steps)
                 self.stage_mark = self.wf.received + 1
-                return ("exited" if stage.on_max_dwell == "exit" else "moved_on"), None
+                return ("exited" if stage.on_max_dwell == "exit" else "moved_on"), TIMED_OUT
             if settled():
                 break
             target = await self._migration_target(program)
@@ -206,7 +263,7 @@ class StageRunner:
         self.stage_mark = self.wf.received + 1
         journey_end = self._journey_end()
         if journey_end is not None:
-            return journey_end, None
+            return self._ended(journey_end)
         if goal is not None:
             position = self.wf.find(goal)
             if position is not None:
@@ -223,6 +280,8 @@ class StageRunner:
         if end.kind == "done" and goal is not None:
             # Touchpoints are done; the customer stays until the goal or the dwell limit.
             return await self._await_goal(stage, goal)
+        if end.kind == "done":
+            return "moved_on", StageEnd("done", pc=end.pc, reason="no_goal")
         return "moved_on", end
 
     async def _await_goal(
@@ -234,10 +293,10 @@ class StageRunner:
                 timeout=self._dwell_left(stage),
             )
         except TimeoutError:
-            return ("exited" if stage.on_max_dwell == "exit" else "moved_on"), None
+            return ("exited" if stage.on_max_dwell == "exit" else "moved_on"), TIMED_OUT
         journey_end = self._journey_end()
         if journey_end is not None:
-            return journey_end, None
+            return self._ended(journey_end)
         position = self.wf.find(goal)
         assert position is not None
         self.wf.consume_through(position)
@@ -304,11 +363,19 @@ class StageRunner:
             assert step is not None
             self.state.visits[step.id] = self.state.visits.get(step.id, 0) + 1
             if instruction.op == "goto":
-                assert instruction.stage is not None
-                return StageEnd("goto", stage=instruction.stage, pc=instruction.targets[0])
+                assert instruction.stage is not None and isinstance(step, GotoStep)
+                return StageEnd(
+                    "goto",
+                    stage=instruction.stage,
+                    pc=instruction.targets[0],
+                    reason="goto",
+                    detail=step.id,
+                )
             if instruction.op == "exit":
                 assert isinstance(step, ExitStep)
-                return StageEnd("exit", reason=step.reason)
+                # The declared words (``exit: not interested``), else which exit step it was.
+                said = step.reason or step.id
+                return StageEnd("exit", reason="exit_step", detail=said[:MAX_DETAIL])
             if is_waiting(step) and self.wf.should_continue_as_new():
                 self.state.visits[step.id] -= 1
                 return StageEnd("continue", pc=pc)
@@ -325,7 +392,7 @@ class StageRunner:
                 pc = instruction.targets[await self._choose(step)]
             else:
                 if await self._do(stage, step) == "exit":
-                    return StageEnd("exit", reason="journey archived")
+                    return StageEnd("exit", reason="archived")
                 pc += 1
             # A reply to a message can arrive while that message's send is still being
             # recorded: the next wait_for counts events from the start of the step before it.

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
+
+from .exits import exits_by_reason
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class StageFunnel:
     exited: int  # left the journey without converting (max dwell, an exit step or event)
     goal: int = 0  # left because the journey's conversion goal was reached
     migrated: int = 0  # moved to another version by an explicit migration
+    # moved_on + exited + migrated by reason (``exits.EXIT_REASONS``) for treated customers,
+    # and ``holdout`` for held-out ones whatever their reason.
+    exits_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 async def funnel(
@@ -37,6 +42,7 @@ async def funnel(
         version,
     )
     by_stage = {r["stage"]: r for r in rows}
+    reasons = await exits_by_reason(conn, journey_id=journey_id, version=version)
     ordered = stages + sorted(set(by_stage) - set(stages))  # stages only older versions had
     result = []
     for stage in ordered:
@@ -58,6 +64,7 @@ async def funnel(
                 exited=exited,
                 goal=goal,
                 migrated=migrated,
+                exits_by_reason=reasons.get(stage, {}),
             )
         )
     return result

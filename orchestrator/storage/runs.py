@@ -1,10 +1,18 @@
-"""Journey runs and stage transitions, counted into the per-stage KPIs as they happen."""
+"""Journey runs and stage transitions, counted into the per-stage KPIs as they happen.
+
+One transition bumps, in its own transaction: ``stage_kpis`` (the funnel), ``stage_exit_kpis``
+when it leaves a stage without converting (``exits.py``) and ``stage_cohort_kpis`` (its run's
+entry week, ``cohorts.py``).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 import asyncpg
+
+from . import cohorts, exits
 
 Outcome = Literal["entered", "converted", "moved_on", "exited", "goal", "migrated"]
 Transition = tuple[str | None, str | None, Outcome]
@@ -49,17 +57,25 @@ async def record_transition(
     outcome: Outcome,
     from_version: str | None = None,
     holdout: bool = False,
+    reason: str | None = None,
+    reason_detail: str | None = None,
+    entered_at: datetime | None = None,
 ) -> bool:
     """Record one transition once; False when (run_key, seq) was already recorded.
 
     The KPI counters and the customer's current stage change in the same transaction, so a
-    funnel read never disagrees with the transitions behind it.
+    funnel read never disagrees with the transitions behind it. ``reason`` and
+    ``reason_detail`` say why a run leaves without converting (``exits.leave_reason``);
+    ``entered_at`` is when the run entered, its cohort week (else its entry's record time).
     """
+    why = exits.leave_reason(outcome=outcome, reason=reason, run_key=run_key)
+    detail = reason_detail[: exits.MAX_DETAIL] if why is not None and reason_detail else None
     async with conn.transaction():
-        inserted = await conn.fetchval(
-            "INSERT INTO stage_transitions"
-            " (run_key, seq, journey_id, version, customer_id, from_stage, to_stage, outcome)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING true",
+        at = await conn.fetchval(
+            "INSERT INTO stage_transitions (run_key, seq, journey_id, version, customer_id,"
+            " from_stage, to_stage, outcome, reason, reason_detail)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT DO NOTHING RETURNING at",
             run_key,
             seq,
             journey_id,
@@ -68,12 +84,25 @@ async def record_transition(
             from_stage,
             to_stage,
             outcome,
+            why,
+            detail,
         )
-        if not inserted:
+        if at is None:
             return False
         if from_stage is not None and outcome in _LEFT_COLUMN:
             left = from_version or version  # a migration leaves a stage of the old version
             await _bump(conn, journey_id, left, from_stage, _LEFT_COLUMN[outcome])
+            if why is not None:
+                await exits.count_exit(
+                    conn,
+                    journey_id=journey_id,
+                    version=left,
+                    stage=from_stage,
+                    outcome=outcome,
+                    reason=why,
+                    detail=detail,
+                    holdout=holdout,
+                )
         if to_stage is not None:
             await _bump(conn, journey_id, version, to_stage, "entered")
         status = "active" if to_stage is not None else _FINAL_STATUS.get(outcome, "completed")
@@ -94,5 +123,18 @@ async def record_transition(
             to_stage,
             status,
             holdout,
+        )
+        await cohorts.count_transition(
+            conn,
+            run_key=run_key,
+            seq=seq,
+            journey_id=journey_id,
+            version=version,
+            workflow_id=workflow_id,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            outcome=outcome,
+            entered_at=entered_at,
+            at=at,
         )
     return True

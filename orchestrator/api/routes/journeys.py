@@ -44,6 +44,9 @@ class StagePublic(BaseModel):
     exited: int
     goal: int
     migrated: int
+    # Left without converting (moved_on + exited + migrated), by reason for treated customers,
+    # and "holdout" for held-out ones: see docs/reports.md.
+    exits_by_reason: dict[str, int]
 
 
 class FunnelPublic(BaseModel):

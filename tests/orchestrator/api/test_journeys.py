@@ -87,6 +87,7 @@ async def test_funnel_counts_per_stage(api: Api) -> None:
         "exited": 0,
         "goal": 0,
         "migrated": 0,
+        "exits_by_reason": {},
     }
     assert (stages["consideration"]["entered"], stages["consideration"]["current"]) == (2, 2)
     missing = await api.http.get("/api/journeys/nope/funnel", headers=api.admin)
