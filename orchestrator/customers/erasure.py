@@ -183,6 +183,7 @@ async def _erase_rows(
                 to_stage=None,
                 outcome="exited",
                 holdout=run["holdout"],
+                reason="erasure",
             )
         counts["runs_exited"] = exited
         counts["outbox"] = await _affected(

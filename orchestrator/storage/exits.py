@@ -30,7 +30,8 @@ def leave_reason(*, outcome: str, reason: str | None, run_key: str) -> str | Non
     """The reason to record for a transition: None unless it leaves without converting.
 
     A migration is always ``migration``; a leave recorded without a reason is ``unknown``,
-    unless its run key says erasure recorded it.
+    unless its run key says erasure recorded it (erasure passes its reason; the key is how
+    rows recorded before reasons existed are still told apart).
     """
     if outcome not in LEAVING:
         return None
