@@ -1,0 +1,99 @@
+"""How numbers read on the dashboard, and the keys that tie a shown number to its live value.
+
+The page and the live stream format through these functions only, so a number updated by
+the stream reads exactly like the one the server rendered.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Final
+
+NONE: Final = "\u2013"  # an en dash: no value yet (no trials, no conversions)
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def rate(successes: int, trials: int) -> str:
+    """``successes / trials`` as a percentage with one decimal; a dash without trials."""
+    if trials <= 0:
+        return NONE
+    return percent(successes / trials)
+
+
+def percent(share: float) -> str:
+    return f"{share * 100:.1f}%"
+
+
+def duration(seconds: float | None) -> str:
+    """``45s``, ``12m``, ``2h 5m``, ``3d 4h``: the two largest units, a dash for none."""
+    if seconds is None:
+        return NONE
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, _ = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m"
+
+
+def moment(value: datetime | None) -> str:
+    """A time in UTC to the minute, the zone said."""
+    if value is None:
+        return NONE
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def value(found: Any) -> str:
+    """A trait or metric as text: strings as they are, anything else as compact JSON."""
+    if isinstance(found, str):
+        return found
+    return json.dumps(found, ensure_ascii=False, separators=(", ", ": "), default=str)
+
+
+def waiting(found: dict[str, Any] | None) -> str:
+    """What a run waits for (``customers.view.describe_wait``), in a few words."""
+    if not found:
+        return NONE
+    if found.get("kind") == "wait_for":
+        limit = found.get("timeout_seconds")
+        text = f"the event \u201c{found.get('event')}\u201d"
+        return text + (f", for up to {duration(limit)}" if limit else "")
+    if found.get("kind") == "wait":
+        if "until_time" in found:
+            return f"{found['until_time'].get('at')} local time"
+        if "until_date" in found:
+            return f"the date in the trait \u201c{found['until_date'].get('trait')}\u201d"
+        return f"a delay of {duration(found.get('seconds'))}"
+    return str(found.get("kind", NONE))
+
+
+# --- live keys ------------------------------------------------------------------------------
+# A shown number carries ``data-live="<key>"``; the live stream sends ``{key: text}``.
+
+
+def journey_key(field: str) -> str:
+    return f"journey:{field}"
+
+
+def stage_key(stage: str, field: str) -> str:
+    return f"stage:{stage}:{field}"
+
+
+def step_key(step_id: str, field: str) -> str:
+    return f"step:{step_id}:{field}"
+
+
+def funnel_key(stage: str, field: str) -> str:
+    return f"funnel:{stage}:{field}"
+
+
+LAYOUT_KEY: Final = "layout"

@@ -1,0 +1,228 @@
+"""The dashboard in headless Chromium: sign in, the journeys, the map, live numbers, a phone."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    expect,
+)
+
+from journeyman.orchestrator.api import Services
+from journeyman.orchestrator.dashboard import formatting, session
+
+from ..orchestrator.dashboard.seed import EXPECTED, JOURNEY, JOURNEY_ID, STAGES, seed, transitions
+from .conftest import ADMIN_TOKEN, WRITE_KEY, Served, artifacts_dir
+
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+
+
+@dataclass
+class Seeded:
+    api: Served
+    version: str
+    pool: Any
+
+    async def json(self, path: str) -> Any:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=self.api.url, headers=headers) as http:
+            response = await http.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+async def seeded(live_api: Served, services: Services) -> Seeded:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(base_url=live_api.url, headers=headers) as http:
+        response = await http.post("/api/journeys", content=JOURNEY)
+    assert response.status_code == 201, response.text
+    version: str = response.json()["version"]
+    await seed(services.pool, version=version)
+    return Seeded(live_api, version, services.pool)
+
+
+@dataclass
+class Tab:
+    context: BrowserContext
+    page: Page
+    console: list[ConsoleMessage]
+
+    def problems(self) -> list[str]:
+        """Console errors and warnings: a script error or a blocked resource shows here."""
+        return [m.text for m in self.console if m.type in ("error", "warning")]
+
+
+async def open_tab(browser: Browser, viewport: ViewportSize, **options: Any) -> Tab:
+    context = await browser.new_context(viewport=viewport, **options)
+    console: list[ConsoleMessage] = []
+
+    def keep(message: ConsoleMessage) -> None:
+        console.append(message)
+
+    context.on("console", keep)
+    return Tab(context, await context.new_page(), console)
+
+
+@pytest.fixture
+async def desktop(browser: Browser) -> AsyncIterator[Tab]:
+    tab = await open_tab(browser, DESKTOP)
+    yield tab
+    await tab.context.close()
+
+
+async def sign_in(tab: Tab, api: Served, path: str = "/dashboard") -> None:
+    await tab.page.goto(f"{api.url}{path}")
+    assert tab.page.url.startswith(f"{api.url}/dashboard/sign-in")
+    await tab.page.fill("#token", ADMIN_TOKEN)
+    await tab.page.click("button[type=submit].primary")
+    await tab.page.wait_for_url(f"{api.url}{path}")
+
+
+async def live(page: Page, key: str) -> str:
+    """The text of the first element showing the live number ``key``."""
+    text = await page.locator(f'[data-live="{key}"]').first.text_content()
+    assert text is not None
+    return text
+
+
+async def test_a_wrong_token_is_refused_and_sets_no_cookie(seeded: Seeded, desktop: Tab) -> None:
+    page = desktop.page
+    await page.goto(f"{seeded.api.url}/dashboard")
+    await page.fill("#token", "adm_not_it")
+    await page.click("button[type=submit].primary")
+    alert = page.locator("[role=alert]")
+    await alert.wait_for()
+    assert "That is not the admin token." in (await alert.text_content() or "")
+    assert await desktop.context.cookies() == []
+    assert await page.get_attribute("#token", "aria-invalid") == "true"
+
+
+async def test_signed_in_the_journeys_list_shows_the_journey_and_its_numbers(
+    seeded: Seeded, desktop: Tab
+) -> None:
+    await sign_in(desktop, seeded.api)
+    [cookie] = await desktop.context.cookies()
+    assert cookie["name"] == session.COOKIE_NAME
+    assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+    assert ADMIN_TOKEN not in cookie["value"]
+    # Scripts cannot read it.
+    assert await desktop.page.evaluate("document.cookie") == ""
+
+    row = desktop.page.locator(f'tr[data-journey="{JOURNEY_ID}"]')
+    await row.wait_for()
+    assert await row.locator("th a").text_content() == "Spring campaign"
+    assert await row.locator(".status").text_content() == "active"
+    assert await row.locator('[data-field="entered"]').text_content() == str(EXPECTED.entered)
+    assert await row.locator('[data-field="current"]').text_content() == str(EXPECTED.current)
+    assert await row.locator('[data-field="rate"]').text_content() == "14.3%"
+    await desktop.page.screenshot(path=str(artifacts_dir() / "dashboard-journeys.png"))
+
+    # The search box leads to a customer: where they are, and their profile.
+    async with httpx.AsyncClient(base_url=seeded.api.url) as http:
+        identify = {"userId": "c5", "traits": {"first_name": "Mei", "city": "Taipei"}}
+        response = await http.post("/v1/identify", json=identify, auth=(WRITE_KEY, ""))
+        assert response.status_code == 200, response.text
+    await desktop.page.fill("#customer-search", "c5")
+    await desktop.page.click("text=Find customer")
+    await desktop.page.wait_for_url(f"{seeded.api.url}/dashboard/customers/c5")
+    run = desktop.page.locator(f'table.runs tr[data-journey="{JOURNEY_ID}"]')
+    assert await run.locator('[data-field="stage"]').text_content() == "awareness"
+    assert "Taipei" in (await desktop.page.locator("#traits").text_content() or "")
+    await desktop.page.screenshot(path=str(artifacts_dir() / "dashboard-customer.png"))
+    assert desktop.problems() == []
+
+
+async def test_the_journey_page_draws_the_map_with_the_numbers_of_the_api(
+    seeded: Seeded, desktop: Tab, browser: Browser
+) -> None:
+    await sign_in(desktop, seeded.api)
+    page = desktop.page
+    await page.click(f'tr[data-journey="{JOURNEY_ID}"] th a')
+    await page.wait_for_url(f"{seeded.api.url}/dashboard/journeys/{JOURNEY_ID}")
+
+    metro = page.locator("svg.metro")
+    stages = metro.locator("g.stage")
+    assert await stages.count() == len(STAGES)
+    assert [await stages.nth(i).get_attribute("data-stage") for i in range(len(STAGES))] == STAGES
+    stations = metro.locator("g.station")
+    assert await stations.count() == 6
+    assert await metro.locator("g.station.key").get_attribute("data-step") == "comparison"
+    dropoff = metro.locator("g.stage.dropoff")
+    assert await dropoff.get_attribute("data-stage") == EXPECTED.dropoff
+    assert await dropoff.locator(".dropoff-label").text_content() == (
+        "Busiest drop-off: 3 left without converting"
+    )
+    assert await dropoff.locator("rect.hatch").is_visible()
+
+    funnel = await seeded.json(f"/api/journeys/{JOURNEY_ID}/funnel")
+    for stage in funnel["stages"]:
+        name = stage["stage"]
+        assert await live(page, formatting.stage_key(name, "entered")) == str(stage["entered"])
+        assert await live(page, formatting.stage_key(name, "current")) == str(stage["current"])
+        assert await live(page, formatting.stage_key(name, "rate")) == (
+            f"{stage['conversion_rate'] * 100:.1f}%"
+        )
+    touchpoints = await seeded.json(f"/api/journeys/{JOURNEY_ID}/touchpoints")
+    for row in touchpoints["touchpoints"]:
+        for field in ("sent", "opened", "clicked", "conversions"):
+            assert await live(page, formatting.step_key(row["step_id"], field)) == str(row[field])
+    await page.screenshot(path=str(artifacts_dir() / "dashboard-journey.png"), full_page=True)
+    assert desktop.problems() == []
+
+    # The same page on a phone: it fits the screen's width (wide tables scroll in place).
+    phone = await open_tab(browser, PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        await sign_in(phone, seeded.api, f"/dashboard/journeys/{JOURNEY_ID}")
+        overflow = await phone.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        box = await phone.page.locator("svg.metro").bounding_box()
+        assert box is not None and box["width"] <= PHONE["width"]
+        assert await live(phone.page, formatting.journey_key("entered")) == str(EXPECTED.entered)
+        await phone.page.screenshot(
+            path=str(artifacts_dir() / "dashboard-journey-phone.png"), full_page=True
+        )
+        assert phone.problems() == []
+    finally:
+        await phone.context.close()
+
+
+async def test_numbers_change_in_the_open_page_without_a_reload(
+    seeded: Seeded, desktop: Tab
+) -> None:
+    await sign_in(desktop, seeded.api, f"/dashboard/journeys/{JOURNEY_ID}")
+    page = desktop.page
+    # Locator assertions, not wait_for_function: the page's policy forbids evaluating strings.
+    await expect(page.locator("#live-status")).to_have_text(re.compile(r"^Live"))
+    await page.evaluate("window.stillTheSamePage = true")
+    key = formatting.stage_key("awareness", "entered")
+    assert await live(page, key) == "7"
+
+    started = time.monotonic()
+    await transitions(seeded.pool, "c8", [(None, "awareness", "entered")], version=seeded.version)
+    await expect(page.locator(f'[data-live="{key}"]').first).to_have_text("8", timeout=10_000)
+    assert time.monotonic() - started < 5
+    assert await live(page, formatting.journey_key("entered")) == "8"
+    assert await live(page, formatting.stage_key("awareness", "current")) == "2"
+    # The funnel's bar moved with it: 4 of 8 converted is half the scale.
+    bar = page.locator('[data-live="funnel:awareness:bar"]')
+    assert await bar.get_attribute("width") == "185.0"
+    assert await page.evaluate("window.stillTheSamePage") is True
+    await asyncio.sleep(0.2)  # let the highlight start, for the screenshot
+    await page.screenshot(path=str(artifacts_dir() / "dashboard-journey-live.png"))
+    assert desktop.problems() == []

@@ -1,0 +1,67 @@
+"""Reading the dashboard's HTML in tests: live numbers by key, and elements by attribute."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+
+from journeyman.orchestrator.dashboard.svg import SVG_NS
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source"}
+
+
+class _Live(HTMLParser):
+    """Each ``data-live`` element's shown value: its text, or the attribute it names."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.values: dict[str, list[str]] = {}
+        self._open: list[tuple[str, str | None, list[str]]] = []  # (tag, key, text parts)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        key = found.get("data-live")
+        attribute = found.get("data-live-attr")
+        if key is not None and attribute:
+            self.values.setdefault(key, []).append(found.get(attribute) or "")
+            key = None
+        if tag not in VOID:
+            self._open.append((tag, key, []))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in VOID:
+            self.handle_endtag(tag)
+
+    def handle_data(self, data: str) -> None:
+        for _, _, parts in self._open:
+            parts.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            open_tag, key, parts = self._open.pop()
+            if key is not None:
+                self.values.setdefault(key, []).append("".join(parts))
+            if open_tag == tag:
+                return
+
+
+def live_values(html: str) -> dict[str, str]:
+    """Every live key's value; a key shown in several places must read the same in all."""
+    parser = _Live()
+    parser.feed(html)
+    parser.close()
+    out: dict[str, str] = {}
+    for key, shown in parser.values.items():
+        assert len(set(shown)) == 1, f"{key} reads {shown}"
+        out[key] = shown[0]
+    return out
+
+
+def svg(html: str, css_class: str) -> ET.Element:
+    """The inline ``<svg class=...>`` of the page, parsed."""
+    start = html.index(f'<svg xmlns="{SVG_NS}"')
+    while f'class="{css_class}"' not in html[start : html.index(">", start)]:
+        start = html.index(f'<svg xmlns="{SVG_NS}"', start + 1)
+    end = html.index("</svg>", start) + len("</svg>")
+    return ET.fromstring(html[start:end])
