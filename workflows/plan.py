@@ -58,12 +58,24 @@ class Content(_Frozen):
     html: str | None = None
 
 
+class Kpi(_Frozen):
+    """How a touchpoint's goal is measured: the ``name`` reports show (orders, visits,
+    attendees) and what counts one: a tracked ``event``, or a page or screen view (``type``;
+    ``event`` is then the page's name, None for any page), whose properties pass ``where``."""
+
+    name: str
+    type: Literal["track", "page", "screen"] = "track"
+    event: str | None = None
+    where: list[PropertyTest] = Field(default_factory=list)
+
+
 class SendStep(_Frozen):
     """A message on one channel; every text is a jinja2 template.
 
     email: ``subject``, ``body`` (text), ``html``. sms: ``body``. push and in_app: ``subject``
     is the title, ``body`` the text, ``data`` extra key/values. webhook: ``url``, ``method``,
-    ``headers`` and ``body`` (the request body).
+    ``headers`` and ``body`` (the request body). ``goal`` and ``kpi`` only feed the
+    touchpoints report: they change nothing the message does.
     """
 
     kind: Literal["send"] = "send"
@@ -81,6 +93,8 @@ class SendStep(_Frozen):
     # Per-locale content, chosen by the profile's ``locale`` trait ("fr-CA", then "fr").
     locales: dict[str, Content] = Field(default_factory=dict)
     template: str | None = None  # the named template the content came from, if any
+    goal: str | None = None  # what the message is for: conversion, engagement, ...
+    kpi: Kpi | None = None
 
     def content_for(self, locale: str | None) -> Content:
         if locale:
@@ -242,12 +256,22 @@ def walk(steps: list[Step]) -> Iterator[Step]:
             yield from walk(nested)
 
 
+class ObservedTouchpoint(_Frozen):
+    """A touchpoint the engine does not send (the website, social media, an event, a store),
+    measured by its KPI among the customers in the stage; the interpreter never reads it."""
+
+    id: str
+    goal: str | None = None
+    kpi: Kpi
+
+
 class StagePlan(_Frozen):
     """A lifecycle stage: its touchpoints, the goal that converts, and how long one may stay.
 
     Without a goal, a customer moves on when the touchpoints are done. With one, they move on
     the moment the goal event arrives, whatever step they are in. Either way, once
     ``max_dwell_seconds`` have passed in the stage they exit or continue as ``on_max_dwell`` says.
+    ``observed`` touchpoints are only measured (the touchpoints report).
     """
 
     name: str
@@ -255,6 +279,7 @@ class StagePlan(_Frozen):
     steps: list[Step] = Field(default_factory=list)
     max_dwell_seconds: int | None = Field(default=None, gt=0)
     on_max_dwell: Literal["exit", "continue"] = "exit"
+    observed: list[ObservedTouchpoint] = Field(default_factory=list)
 
 
 class Reentry(_Frozen):

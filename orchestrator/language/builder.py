@@ -14,6 +14,8 @@ Each helper returns a validated spec model (``spec.py``), so bad input raises py
 Segment hooks: ``entry(segment="vip")``, ``exit=[leaves_segment("vip")]``,
 ``wait_for(enters_segment="vip", timeout="7d")``, ``goal(enters_segment="vip", within="30d")``.
 Channels: ``send`` is an email; ``sms``, ``push``, ``in_app`` and ``webhook`` the others.
+Goals and KPIs: ``send(..., goal="conversion", kpi=kpi("orders", "Order Completed"))``, and
+``stage(..., observe=[observed("website", goal="traffic", kpi=kpi("visits", "Page Viewed"))])``.
 
 ``compile_source(dump_yaml(spec))`` gives the plan version ``build_plan(spec)`` gives.
 """
@@ -30,6 +32,7 @@ from journeyman.workflows.plan import Plan, Scalar, Weekday
 
 from .compiler import compile_spec
 from .fields import OPERATORS, DwellAction
+from .kpis import KpiSpec, ObservedSpec
 from .locations import Diagnostic, JourneyError, Loc, render_path
 from .sends import (
     ContentSpec,
@@ -80,9 +83,11 @@ __all__ = [
     "goto",
     "in_app",
     "journey",
+    "kpi",
     "leaves_segment",
     "metric",
     "notification",
+    "observed",
     "path",
     "push",
     "send",
@@ -230,17 +235,40 @@ def stage(
     goal: MatchSpec | str | None = None,
     max_dwell: Duration | None = None,
     on_max_dwell: DwellAction | None = None,
+    observe: Sequence[ObservedSpec] = (),
 ) -> StageSpec:
     """A lifecycle stage; ``goal`` takes an event name for a plain event match, or
-    ``enters_segment(...)`` / ``leaves_segment(...)``."""
+    ``enters_segment(...)`` / ``leaves_segment(...)``; ``observe`` lists the touchpoints the
+    engine does not send but measures there (see ``observed``)."""
     return _build(
         StageSpec,
         name=name,
         goal=_event(goal) if goal is not None else None,
         max_dwell=max_dwell,
         on_max_dwell=on_max_dwell,
+        observe=list(observe),
         touchpoints=list(touchpoints),
     )
+
+
+def kpi(
+    name: str,
+    event: str | None = None,
+    *,
+    page: bool | str | None = None,
+    screen: bool | str | None = None,
+    where: Where | None = None,
+) -> KpiSpec:
+    """How a touchpoint's goal is measured, shown as ``name``: ``kpi("orders", "Order
+    Completed")`` counts the event, ``kpi("visits", page=True)`` page views (``page="Pricing"``
+    those of one page), ``screen=`` screen views; ``where`` filters their properties."""
+    return _build(KpiSpec, name=name, event=event, page=page, screen=screen, where=where)
+
+
+def observed(id: str, *, kpi: KpiSpec, goal: str | None = None) -> ObservedSpec:
+    """A touchpoint the engine does not send (the website, an event, a store), for
+    ``stage(observe=[...])``: measured by ``kpi`` among the customers in the stage."""
+    return _build(ObservedSpec, id=id, goal=goal, kpi=kpi)
 
 
 def send(
@@ -252,15 +280,20 @@ def send(
     locales: Mapping[str, ContentSpec] | None = None,
     template: str | None = None,
     group: str | None = None,
+    goal: str | None = None,
+    kpi: KpiSpec | None = None,
 ) -> TouchpointSpec:
     """An email: inline ``subject`` and ``body`` (Jinja templates), or a named ``template``.
 
-    ``group`` is the subscription group (``marketing`` when left out).
+    ``group`` is the subscription group (``marketing`` when left out); ``goal`` and ``kpi``
+    say what the message is for and how that is measured (see ``kpi``), as on every channel.
     """
     spec = _build(
         EmailSendSpec,
         id=id,
         group=group,
+        goal=goal,
+        kpi=kpi,
         template=template,
         subject=subject,
         body=body,
@@ -276,10 +309,21 @@ def sms(
     id: str | None = None,
     locales: Mapping[str, str] | None = None,
     group: str | None = None,
+    goal: str | None = None,
+    kpi: KpiSpec | None = None,
 ) -> TouchpointSpec:
     """A text message; ``locales`` maps language tags to translated bodies."""
     translated = {tag: {"body": text} for tag, text in (locales or {}).items()}
-    spec = _build(SmsSendSpec, id=id, channel="sms", group=group, body=body, locales=translated)
+    spec = _build(
+        SmsSendSpec,
+        id=id,
+        channel="sms",
+        group=group,
+        goal=goal,
+        kpi=kpi,
+        body=body,
+        locales=translated,
+    )
     return _touchpoint("send", spec, None)
 
 
@@ -291,9 +335,13 @@ def push(
     id: str | None = None,
     locales: Mapping[str, NotificationContentSpec] | None = None,
     group: str | None = None,
+    goal: str | None = None,
+    kpi: KpiSpec | None = None,
 ) -> TouchpointSpec:
     """A push notification: ``title``, ``body`` and ``data`` values are Jinja templates."""
-    return _notification(PushSendSpec, "push", title, body, data, id, locales, group)
+    return _notification(
+        PushSendSpec, "push", title, body, data, id, locales, group, goal=goal, kpi=kpi
+    )
 
 
 def in_app(
@@ -304,9 +352,13 @@ def in_app(
     id: str | None = None,
     locales: Mapping[str, NotificationContentSpec] | None = None,
     group: str | None = None,
+    goal: str | None = None,
+    kpi: KpiSpec | None = None,
 ) -> TouchpointSpec:
     """A message in the app's inbox, written like ``push``."""
-    return _notification(InAppSendSpec, "in_app", title, body, data, id, locales, group)
+    return _notification(
+        InAppSendSpec, "in_app", title, body, data, id, locales, group, goal=goal, kpi=kpi
+    )
 
 
 def webhook(
@@ -317,6 +369,8 @@ def webhook(
     headers: Mapping[str, str] | None = None,
     id: str | None = None,
     group: str | None = None,
+    goal: str | None = None,
+    kpi: KpiSpec | None = None,
 ) -> TouchpointSpec:
     """An HTTP request: ``body`` and header values are Jinja templates, and so may be the
     path and query of ``url``."""
@@ -325,6 +379,8 @@ def webhook(
         id=id,
         channel="webhook",
         group=group,
+        goal=goal,
+        kpi=kpi,
         url=url,
         method=method,
         headers=headers,
@@ -342,12 +398,17 @@ def _notification(
     id: str | None,
     locales: Mapping[str, NotificationContentSpec] | None,
     group: str | None,
+    *,
+    goal: str | None,
+    kpi: KpiSpec | None,
 ) -> TouchpointSpec:
     spec = _build(
         model,
         id=id,
         channel=channel,
         group=group,
+        goal=goal,
+        kpi=kpi,
         title=title,
         body=body,
         data=data,
@@ -534,6 +595,9 @@ def _duplicates(spec: JourneySpec) -> Iterator[Diagnostic]:
     ids: dict[str, Loc] = {}
     for index, stage_spec in enumerate(spec.stages):
         yield from _claim(names, stage_spec.name, ("stages", index, "name"), "stage name")
+        # Observed touchpoints first, as dump_yaml writes them.
+        for n, seen in enumerate(stage_spec.observe):
+            yield from _claim(ids, seen.id, ("stages", index, "observe", n, "id"), "touchpoint id")
         yield from _duplicate_ids(stage_spec.touchpoints, ("stages", index, "touchpoints"), ids)
 
 

@@ -1,9 +1,10 @@
 """Semantic checks on a compiled journey: what the file's grammar cannot see on its own.
 
 Errors stop a deploy: unknown template or goto target, an unreachable step, a loop that no
-wait slows down, a goal no event can satisfy, a condition that does not parse, a segment the
-journeys folder does not define. Warnings do not: a condition that reads a trait nothing
-declares, a segment that cannot be checked because no segments folder is known.
+wait slows down, a goal or KPI no event can satisfy, a condition that does not parse, a segment
+the journeys folder does not define. Warnings do not: a condition that reads a trait nothing
+declares, a segment that cannot be checked because no segments folder is known, a send's goal
+without a KPI to measure it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from journeyman.workflows.plan import (
     ExitStep,
     ExperimentStep,
     GotoStep,
+    Kpi,
     Plan,
     PropertyTest,
     SendStep,
@@ -37,6 +39,7 @@ from journeyman.workflows.plan import (
 from journeyman.workflows.program import compile_stage
 
 from .fields import Condition
+from .kpis import KpiSpec
 from .locations import Loc
 from .spec import EventSpec, JourneySpec, MatchSpec, TouchpointSpec
 
@@ -97,7 +100,19 @@ def check(
     problems.extend(_impossible(spec, plan, locations))
     problems.extend(_conditions(spec, plan, locations, steps))
     problems.extend(_segments(spec, segments))
+    problems.extend(_unmeasured(steps, locations))
     return problems
+
+
+def _unmeasured(steps: Sequence[Step], locations: Mapping[str, Loc]) -> Iterator[Problem]:
+    """A send's goal with no KPI: the touchpoints report can show it, never measure it."""
+    for step in steps:
+        if isinstance(step, SendStep) and step.goal is not None and step.kpi is None:
+            message = (
+                f"goal '{step.goal}' has no kpi to measure it; add"
+                " kpi: {name: ..., event: ...} beside it"
+            )
+            yield Problem((*locations.get(step.id, ()), "send", "goal"), message, "warning")
 
 
 def segment_references(spec: JourneySpec) -> Iterator[tuple[str, Loc]]:
@@ -127,6 +142,19 @@ def segment_references(spec: JourneySpec) -> Iterator[tuple[str, Loc]]:
             yield match.leaves_segment, (*loc, "leaves_segment")
         elif match.event is not None:
             yield from _named_in_event(match.event, match.where, loc)
+    for kpi, loc in _kpis(spec):
+        if kpi.event is not None:
+            yield from _named_in_event(kpi.event, kpi.where, loc)
+
+
+def _kpis(spec: JourneySpec) -> Iterator[tuple[KpiSpec, Loc]]:
+    """Every KPI of the journey as written, sends' and observed touchpoints', with its place."""
+    for s, stage in enumerate(spec.stages):
+        for n, seen in enumerate(stage.observe):
+            yield seen.kpi, ("stages", s, "observe", n, "kpi")
+        for touchpoint, loc in _touchpoints(stage.touchpoints, ("stages", s, "touchpoints")):
+            if touchpoint.send is not None and touchpoint.send.kpi is not None:
+                yield touchpoint.send.kpi, (*loc, "send", "kpi")
 
 
 def _touchpoints(
@@ -297,10 +325,21 @@ def _matches(
 
 
 def _impossible(spec: JourneySpec, plan: Plan, locations: Mapping[str, Loc]) -> Iterator[Problem]:
-    for match, loc, what in _matches(spec, plan, locations):
-        reason = unsatisfiable(match.where)
+    filters = [(m.where, loc, what) for m, loc, what in _matches(spec, plan, locations)]
+    filters.extend((kpi.where, loc, "kpi") for kpi, loc in _plan_kpis(plan, locations))
+    for where, loc, what in filters:
+        reason = unsatisfiable(where)
         if reason is not None:
             yield Problem((*loc, "where"), f"no event can satisfy this {what}: {reason}")
+
+
+def _plan_kpis(plan: Plan, locations: Mapping[str, Loc]) -> Iterator[tuple[Kpi, Loc]]:
+    for s, stage in enumerate(plan.stages):
+        for n, seen in enumerate(stage.observed):
+            yield seen.kpi, ("stages", s, "observe", n, "kpi")
+        for step in walk(stage.steps):
+            if isinstance(step, SendStep) and step.kpi is not None:
+                yield step.kpi, (*locations.get(step.id, ()), "send", "kpi")
 
 
 def unsatisfiable(tests: Sequence[PropertyTest]) -> str | None:

@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -35,7 +35,9 @@ from journeyman.workflows.plan import (
     FrequencyCap,
     Goal,
     GotoStep,
+    Kpi,
     LocalTime,
+    ObservedTouchpoint,
     Plan,
     PropertyTest,
     QuietHours,
@@ -53,6 +55,7 @@ from journeyman.workflows.plan import (
 
 from .checks import Problem, check
 from .fields import UNION_TAGS, Condition
+from .kpis import KpiSpec
 from .locations import (
     Diagnostic,
     Document,
@@ -363,13 +366,17 @@ def _entry_match(
 
 
 def _match(event: str, where: Mapping[str, Sequence[Condition]]) -> EventMatch:
+    return EventMatch(event=event, where=_tests(where))
+
+
+def _tests(where: Mapping[str, Sequence[Condition]]) -> list[PropertyTest]:
     tests = [
         PropertyTest(path=path, op=c.op, value=c.value)
         for path, conditions in where.items()
         for c in conditions
     ]
     # Sorted so that reordering the keys of a `where` never changes the version.
-    return EventMatch(event=event, where=sorted(tests, key=lambda t: (t.path, t.op)))
+    return sorted(tests, key=lambda t: (t.path, t.op))
 
 
 def _stage(spec: StageSpec, index: int, defaults: DefaultsSpec, steps: StepBuilder) -> StagePlan:
@@ -382,7 +389,26 @@ def _stage(spec: StageSpec, index: int, defaults: DefaultsSpec, steps: StepBuild
         steps=steps.build(spec.touchpoints, spec.name, ("stages", index, "touchpoints")),
         max_dwell_seconds=max_dwell,
         on_max_dwell=spec.on_max_dwell or defaults.on_max_dwell or "exit",
+        observed=[
+            ObservedTouchpoint(id=seen.id, goal=seen.goal, kpi=kpi_of(seen.kpi))
+            for seen in spec.observe
+        ],
     )
+
+
+def kpi_of(spec: KpiSpec) -> Kpi:
+    """The KPI a file's ``kpi`` compiles to: its name and what counts one."""
+    where = _tests(spec.where)
+    if spec.event is not None:
+        return Kpi(name=spec.name, event=spec.event, where=where)
+    kind: Literal["page", "screen"] = "page" if spec.page is not None else "screen"
+    view = spec.page if spec.page is not None else spec.screen
+    named = view if isinstance(view, str) else None  # true: every page (or screen)
+    return Kpi(name=spec.name, type=kind, event=named, where=where)
+
+
+def _optional_kpi(spec: KpiSpec | None) -> Kpi | None:
+    return kpi_of(spec) if spec is not None else None
 
 
 class StepBuilder:
@@ -490,6 +516,8 @@ class StepBuilder:
                 channel="sms",
                 body=send.body,
                 group=send.group,
+                goal=send.goal,
+                kpi=_optional_kpi(send.kpi),
                 locales={
                     name: Content(subject="", body=c.body) for name, c in send.locales.items()
                 },
@@ -503,6 +531,8 @@ class StepBuilder:
                 body=send.body,
                 data=send.data,
                 group=send.group,
+                goal=send.goal,
+                kpi=_optional_kpi(send.kpi),
                 locales={
                     name: Content(subject=c.title, body=c.body) for name, c in send.locales.items()
                 },
@@ -516,6 +546,8 @@ class StepBuilder:
                 headers=send.headers,
                 body=send.body or "",
                 group=send.group,
+                goal=send.goal,
+                kpi=_optional_kpi(send.kpi),
             )
         raise AssertionError(f"a send on channel {send.channel!r} never validates")
 
@@ -531,6 +563,8 @@ class StepBuilder:
                     body="",
                     group=send.group,
                     template=send.template,
+                    goal=send.goal,
+                    kpi=_optional_kpi(send.kpi),
                 )
             content: TemplateSpec | EmailSendSpec = template
             locales = template.locales
@@ -549,6 +583,8 @@ class StepBuilder:
                 for name, c in locales.items()
             },
             template=send.template,
+            goal=send.goal,
+            kpi=_optional_kpi(send.kpi),
         )
 
 
@@ -642,8 +678,28 @@ def _duplicates(document: Document) -> list[Diagnostic]:
         name = stage.get("name")
         if isinstance(name, str):
             found.extend(_claim(document, names, name, ("stages", index, "name"), "stage name"))
-        loc = ("stages", index, "touchpoints")
-        found.extend(_duplicate_ids(document, stage.get("touchpoints"), loc, ids))
+        # In the file's order, so that "first on line N" names the earlier of the two.
+        for key in stage:
+            if key == "touchpoints":
+                loc = ("stages", index, "touchpoints")
+                found.extend(_duplicate_ids(document, stage["touchpoints"], loc, ids))
+            elif key == "observe":
+                loc = ("stages", index, "observe")
+                found.extend(_duplicate_observed(document, stage["observe"], loc, ids))
+    return found
+
+
+def _duplicate_observed(
+    document: Document, observed: object, loc: Loc, ids: dict[str, Loc]
+) -> list[Diagnostic]:
+    # Observed touchpoints share the report with steps, by id: one id names one row.
+    if not isinstance(observed, list):
+        return []
+    found: list[Diagnostic] = []
+    for index, item in enumerate(observed):
+        if isinstance(item, dict) and isinstance(item.get("id"), str):
+            here = (*loc, index, "id")
+            found.extend(_claim(document, ids, item["id"], here, "touchpoint id"))
     return found
 
 

@@ -52,6 +52,10 @@ RESERVED_HEADERS = (
 # Keys Firebase Cloud Messaging reserves in a notification's data (and any starting with these).
 PUSH_RESERVED_KEYS = ("from", "message_type", "collapse_key", "notification")
 PUSH_RESERVED_PREFIXES = ("google", "gcm")
+# Goals and KPI names are words for reports and spreadsheet columns, not prose.
+MAX_LABEL = 64
+# What marketers usually set a touchpoint out to do; any other word is fine too.
+GOAL_EXAMPLES = ("awareness", "traffic", "engagement", "conversion", "retention", "advocacy")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 _TRAIT_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
@@ -104,6 +108,17 @@ def _not_blank(value: str) -> str:
     if not value.strip():
         fail("must not be empty")
     return value
+
+
+def _label(value: str) -> str:
+    text = value.strip()
+    if not text:
+        fail("must not be empty")
+    if len(text.splitlines()) > 1:
+        fail("a goal or KPI name is a single line")
+    if len(text) > MAX_LABEL:
+        fail(f"a goal or KPI name is at most {MAX_LABEL} characters; this one has {len(text)}")
+    return text
 
 
 def _property_path(value: str) -> str:
@@ -483,6 +498,14 @@ Identifier = Annotated[str, AfterValidator(_identifier), _text(r"^[a-z0-9_-]{1,6
 GroupName = Annotated[str, AfterValidator(_group), _text(r"^[a-z0-9_]{1,64}$")]
 Locale = Annotated[str, AfterValidator(_locale), _text(r"^[a-z]{2,8}(-[a-z0-9]{1,8})*$")]
 Text = Annotated[str, AfterValidator(_not_blank), _text(_NOT_BLANK)]
+# Spaces around a label are dropped, so the schema lets them through.
+_LABEL_TEXT = rf"^\s*\S(.{{0,{MAX_LABEL - 2}}}\S)?\s*$"
+Label = Annotated[str, AfterValidator(_label), _text(_LABEL_TEXT)]
+GoalLabel = Annotated[
+    str,
+    AfterValidator(_label),
+    WithJsonSchema({"type": "string", "pattern": _LABEL_TEXT, "examples": list(GOAL_EXAMPLES)}),
+]
 PropertyPath = Annotated[str, AfterValidator(_property_path), _text(_PATH_TEXT)]
 TraitPath = Annotated[
     str,

@@ -4,6 +4,7 @@ A send without ``channel`` is an email, as it always was. The channel picks the 
 validates the rest (``SEND_MODELS``), so a key that belongs to another channel is reported
 where it stands (``misplaced_key``) and each model's JSON Schema holds only its own keys.
 Every text is a Jinja template, checked for syntax here and rendered when the message goes out.
+Every send may also say what it is for and how that is measured (``goal``, ``kpi``: ``kpis.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .fields import (
     UNKNOWN_CHANNEL_TAG,
     ChannelName,
     DataKey,
+    GoalLabel,
     GroupName,
     HeaderName,
     HeaderValue,
@@ -46,6 +48,7 @@ from .fields import (
     fail,
     send_tag,
 )
+from .kpis import KpiSpec
 
 # Methods whose requests carry a body: a webhook with one of them needs ``body``.
 _BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -100,6 +103,17 @@ class _SendSpec(_Spec):
     """The subscription group of the message on its channel; consent and unsubscribes are
     kept per group. `marketing` by default; `transactional` for receipts and other messages
     the customer needs whatever their marketing choices."""
+    goal: GoalLabel | None = None
+    """What the message is for, in a word or two: `conversion`, `engagement`, `retention`;
+    shown in the touchpoints report."""
+    kpi: KpiSpec | None = None
+    """How the goal is measured: a `name` (`orders`) and what counts one (an `event`, or
+    `page` or `screen` views, with an optional `where`) when the recipient does it within the
+    report's attribution window after the message."""
+
+
+# Keys every send has that measure the message rather than shape it.
+MEASURES = ("goal", "kpi")
 
 
 class EmailSendSpec(_SendSpec):
@@ -225,6 +239,8 @@ class _UnknownChannelSpec(_Spec):
     id: Identifier | None = None
     channel: ChannelName  # never valid here: only unknown channels are routed to this model
     group: GroupName | None = None
+    goal: GoalLabel | None = None
+    kpi: KpiSpec | None = None
     template: Identifier | None = None
     subject: Subject | None = None
     title: Title | None = None
@@ -321,7 +337,8 @@ def misplaced_key(tag: str, key: str) -> str | None:
     known = {name for model in SEND_MODELS.values() for name in model.model_fields}
     if channel is None or key not in known:
         return None
-    takes = ", ".join(SEND_MODELS[channel].model_fields)
+    # The keys that make up the message: goal and kpi go with every channel alike.
+    takes = ", ".join(name for name in SEND_MODELS[channel].model_fields if name not in MEASURES)
     hint = _HINTS.get((channel, key))
     message = f"'{key}' does not go with channel {channel}"
     message += f" ({_NAMES[channel]} send takes {takes})"

@@ -6,7 +6,8 @@ turns them into diagnostics with file, line and column.
 The models are also the Python API (``builder.py``) and the source of the published JSON
 Schema (``schema.py``): field docstrings are its help text. What each kind of value accepts,
 how it is written back and how the schema describes it lives in ``fields.py``; the ``send``
-step, one model per channel, in ``sends.py``.
+step, one model per channel, in ``sends.py``; goals, KPIs and observed touchpoints in
+``kpis.py``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from .fields import (
     _trait_value,
     fail,
 )
+from .kpis import ObservedSpec
 from .sends import SendSpec, TemplateSpec
 
 _SEGMENT_ID = "[a-z0-9][a-z0-9_-]{0,63}"
@@ -421,6 +423,9 @@ class StageSpec(_Spec):
     """Longest stay in the stage; 30 days by default for a stage with a goal."""
     on_max_dwell: DwellAction | None = None
     """When max_dwell passes: `exit` the journey (the default) or `continue` to the next stage."""
+    observe: list[ObservedSpec] = Field(default_factory=list)
+    """Touchpoints the engine does not send but that matter in this stage (the website, social
+    media, an event, a store), each with a goal and the KPI that measures it."""
     touchpoints: list[TouchpointSpec] = Field(default_factory=list)
     """The touchpoints, run in order."""
 

@@ -3,20 +3,31 @@
 Every query starts from one journey's rows through an index: ``deliveries`` by
 ``(journey_id, created_at)``, ``stage_transitions`` by ``(journey_id, at)`` (migration 0011),
 ``journey_runs`` by ``(journey_id, customer_id)``, and the customers' tracking events by
-``(customer_id, event, occurred_at)``. None reads the whole event history.
+``(customer_id, event, occurred_at)``, their page and screen views by ``(customer_id,
+occurred_at)`` (migration 0014). None reads the whole event history.
 
 Runs are joined by their keys: a run's ``run_key`` is ``<workflow_id>@<temporal run id>`` and
 each of its messages' ``send_key`` starts with the run key, so a message belongs to the run
 whose workflow id it starts with (followed by ``@``).
+
+A touchpoint's KPI (declared in the journey) counts its events (a tracked event, or page or
+screen views): for a send step, a recipient's within the attribution window after the message;
+for an observed touchpoint, a customer's while in its stage. Its ``where`` tests run in SQL with
+the meaning ``workflows.conditions`` gives them, so a KPI counts exactly the events a goal with
+the same filter would match.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Final, Literal
 
 import asyncpg
+
+from journeyman.workflows.plan import Kpi, Plan, PropertyTest, SendStep, walk
 
 # Ledger states of a message the provider accepted (whatever became of it afterwards).
 SENT: Final = ("queued", "sent", "delivered", "opened", "clicked", "bounced", "complained")
@@ -28,13 +39,50 @@ CONVERTING: Final = ("converted", "goal")
 LEAVING: Final = ("converted", "goal", "moved_on", "exited", "migrated")
 
 Bucket = Literal["hour", "day"]
+TouchpointKind = Literal["message", "observed"]
+
+
+@dataclass(frozen=True)
+class DeclaredTouchpoint:
+    """A touchpoint of the journey the report has a row for: a send step (``message``) or a
+    touchpoint the engine does not send but measures (``observed``)."""
+
+    id: str
+    stage: str
+    kind: TouchpointKind
+    channel: str | None = None
+    goal: str | None = None
+    kpi: Kpi | None = None
+
+
+def declared_touchpoints(plan: Plan) -> list[DeclaredTouchpoint]:
+    """Stage by stage, its observed touchpoints, then its send steps in document order
+    (nested ones included)."""
+    found: list[DeclaredTouchpoint] = []
+    for stage in plan.stages:
+        for seen in stage.observed:
+            found.append(
+                DeclaredTouchpoint(seen.id, stage.name, "observed", goal=seen.goal, kpi=seen.kpi)
+            )
+        for step in walk(stage.steps):
+            if isinstance(step, SendStep):
+                found.append(
+                    DeclaredTouchpoint(
+                        step.id, stage.name, "message", step.channel, step.goal, step.kpi
+                    )
+                )
+    return found
 
 
 @dataclass(frozen=True)
 class TouchpointKpis:
-    """What became of one send step's messages, and the conversions it was the last touch of."""
+    """What became of one send step's messages, and the conversions it was the last touch of;
+    for every touchpoint with a KPI, the KPI events counted and the customers who sent them.
 
-    step_id: str
+    An observed touchpoint sends nothing: its message counts are 0.
+    """
+
+    step_id: str  # the touchpoint's id, for an observed one too
     stage: str | None  # None for a step only an older version had
     channel: str | None
     total: int  # every ledger row, pending ones included
@@ -51,6 +99,12 @@ class TouchpointKpis:
     skipped: int
     capped: int
     conversions: int  # converted runs this step was the last touch of, within the window
+    kind: TouchpointKind = "message"
+    goal: str | None = None
+    kpi: str | None = None  # the KPI's name
+    kpi_event: str | None = None
+    kpi_count: int | None = None  # None: no KPI declared
+    kpi_customers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,35 +198,48 @@ async def touchpoints(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
     journey_id: str,
-    steps: list[tuple[str, str, str]],
+    steps: Sequence[DeclaredTouchpoint | tuple[str, str, str]],
     version: str | None = None,
     window: timedelta = timedelta(days=7),
 ) -> list[TouchpointKpis]:
-    """One row per send step: ``steps`` (step id, stage, channel) first in their order, then
-    steps only the ledger knows (older versions). All versions unless one is named.
+    """One row per touchpoint of ``steps`` in their order, then send steps only the ledger
+    knows (older versions). All versions unless one is named.
+
+    ``steps`` are ``declared_touchpoints(plan)``, or (step id, stage, channel) of send steps
+    when goals and KPIs do not matter.
 
     A converted run counts once, for the last message it was sent (accepted, not bounced)
     within ``window`` before converting; a run with no such message counts for no step.
+    KPI events are counted per touchpoint (one event may count for several): see
+    ``kpi_counts``.
     """
     rows = await conn.fetch(
         _TOUCHPOINTS_SQL, journey_id, version, window, list(TOUCHED), list(SENT), list(DELIVERED)
     )
     by_step = {r["step_id"]: r for r in rows}
-    known = {step_id: (stage, channel) for step_id, stage, channel in steps}
-    ordered = [s[0] for s in steps] + sorted(set(by_step) - set(known))
+    declared = [
+        step if isinstance(step, DeclaredTouchpoint) else _send_step(*step) for step in steps
+    ]
+    counted = await kpi_counts(
+        conn, journey_id=journey_id, declared=declared, version=version, window=window
+    )
+    sends = {t.id for t in declared if t.kind == "message"}
+    older = [DeclaredTouchpoint(step_id, "", "message") for step_id in sorted(set(by_step) - sends)]
     result = []
-    for step_id in ordered:
-        r = by_step.get(step_id)
-        stage, channel = known.get(step_id, (None, None))
+    for touchpoint in [*declared, *older]:
+        # An observed touchpoint sends nothing, even if an older version had a step of its id.
+        r = by_step.get(touchpoint.id) if touchpoint.kind == "message" else None
 
         def n(column: str, r: asyncpg.Record | None = r) -> int:
             return int(r[column]) if r is not None else 0
 
+        kpi = touchpoint.kpi
+        count, customers = counted.get((touchpoint.kind, touchpoint.id), (0, 0))
         result.append(
             TouchpointKpis(
-                step_id=step_id,
-                stage=stage,
-                channel=channel or (r["channel"] if r is not None else None),
+                step_id=touchpoint.id,
+                stage=touchpoint.stage or None,
+                channel=touchpoint.channel or (r["channel"] if r is not None else None),
                 total=n("total"),
                 sent=n("sent"),
                 delivered=n("delivered"),
@@ -187,9 +254,188 @@ async def touchpoints(
                 skipped=n("skipped"),
                 capped=n("capped"),
                 conversions=n("conversions"),
+                kind=touchpoint.kind,
+                goal=touchpoint.goal,
+                kpi=kpi.name if kpi is not None else None,
+                kpi_event=counted_as(kpi) if kpi is not None else None,
+                kpi_count=count if kpi is not None else None,
+                kpi_customers=customers if kpi is not None else None,
             )
         )
     return result
+
+
+def _send_step(step_id: str, stage: str, channel: str) -> DeclaredTouchpoint:
+    return DeclaredTouchpoint(step_id, stage, "message", channel)
+
+
+# A send step's recipients: its messages the provider accepted and did not bounce (TOUCHED).
+_MESSAGES_CTE: Final = """
+messages AS (
+    SELECT step_id, customer_id, created_at
+    FROM deliveries
+    WHERE journey_id = $1 AND ($2::text IS NULL OR version = $2)
+        AND status = ANY($3::text[]) AND step_id = ANY($4::text[])
+)"""
+# Each visit of a stage: from the transition into it to the run's next transition (by seq),
+# open-ended while the customer is still there. With a version: visits that entered in it.
+_VISITS_CTE: Final = """
+visits AS (
+    SELECT * FROM (
+        SELECT customer_id, to_stage AS stage, version, at AS entered_at,
+               lead(at) OVER (PARTITION BY run_key ORDER BY seq) AS left_at
+        FROM stage_transitions
+        WHERE journey_id = $1
+    ) spans
+    WHERE stage = ANY($5::text[]) AND ($2::text IS NULL OR version = $2)
+)"""
+# One KPI: the distinct events that match, and their senders. {source} is messages or visits;
+# {type} a literal, so that the planner picks the partial index of that type's events.
+_KPI_SELECT: Final = """
+SELECT {kind} AS kind, {id} AS id,
+       count(*) AS kpi_count, count(DISTINCT customer_id) AS kpi_customers
+FROM (
+    SELECT DISTINCT e.id, e.customer_id
+    FROM {source} s
+    JOIN events e ON e.customer_id = s.customer_id AND e.type = '{type}' AND {named}
+        AND {during}
+    WHERE {mine} AND ({where})
+) hits"""
+_AFTER_MESSAGE: Final = (
+    "e.occurred_at > s.created_at AND e.occurred_at <= s.created_at + $6::interval"
+)
+_IN_STAGE: Final = (
+    "e.occurred_at >= s.entered_at AND (s.left_at IS NULL OR e.occurred_at < s.left_at)"
+)
+
+
+def kpi_sql(
+    declared: Sequence[DeclaredTouchpoint],
+) -> tuple[str, list[object]] | None:
+    """The query counting every declared KPI, and its parameters after the first six
+    (journey id, version, TOUCHED, send step ids, stage names, window); None without KPIs.
+
+    One query for them all: the journey's messages and stage visits are read once.
+    """
+    measured = [t for t in declared if t.kpi is not None]
+    if not measured:
+        return None
+    extra: list[object] = []
+
+    def bind(value: object, cast: str) -> str:
+        extra.append(value)
+        return f"${6 + len(extra)}::{cast}"
+
+    selects = []
+    for touchpoint in measured:
+        kpi = touchpoint.kpi
+        assert kpi is not None and kpi.type in ("track", "page", "screen")
+        message = touchpoint.kind == "message"
+        selects.append(
+            _KPI_SELECT.format(
+                kind=bind(touchpoint.kind, "text"),
+                id=bind(touchpoint.id, "text"),
+                source="messages" if message else "visits",
+                type=kpi.type,
+                named=f"e.event = {bind(kpi.event, 'text')}" if kpi.event is not None else "true",
+                during=_AFTER_MESSAGE if message else _IN_STAGE,
+                mine=f"s.step_id = {bind(touchpoint.id, 'text')}"
+                if message
+                else f"s.stage = {bind(touchpoint.stage, 'text')}",
+                where=where_sql(kpi.where, bind),
+            )
+        )
+    ctes = ",".join([_MESSAGES_CTE, _VISITS_CTE])
+    return f"WITH {ctes}\n" + "\nUNION ALL\n".join(selects), extra
+
+
+async def kpi_counts(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    journey_id: str,
+    declared: Sequence[DeclaredTouchpoint],
+    version: str | None = None,
+    window: timedelta = timedelta(days=7),
+) -> dict[tuple[str, str], tuple[int, int]]:
+    """(kind, id) -> (KPI events, distinct customers who sent them) per touchpoint with a KPI.
+
+    A send step counts the KPI events its recipients (messages accepted and not bounced) sent
+    after the message and at most ``window`` after it; an observed touchpoint, those the
+    journey's customers sent while in its stage. Each event counts once per touchpoint.
+    """
+    built = kpi_sql(declared)
+    if built is None:
+        return {}
+    sql, extra = built
+    sends = [t.id for t in declared if t.kind == "message" and t.kpi is not None]
+    stages = sorted({t.stage for t in declared if t.kind == "observed" and t.kpi is not None})
+    rows = await conn.fetch(sql, journey_id, version, list(TOUCHED), sends, stages, window, *extra)
+    return {(r["kind"], r["id"]): (int(r["kpi_count"]), int(r["kpi_customers"])) for r in rows}
+
+
+def counted_as(kpi: Kpi) -> str:
+    """What counts one, in words: the event's name, or ``page`` / ``screen`` views (of one
+    name: ``page: Pricing``)."""
+    if kpi.type == "track":
+        return kpi.event or ""
+    return f"{kpi.type}: {kpi.event}" if kpi.event is not None else kpi.type
+
+
+Bind = Callable[[object, str], str]
+
+
+def where_sql(tests: Sequence[PropertyTest], bind: Bind) -> str:
+    """SQL over ``e.properties`` that holds when every test passes, as
+    ``workflows.conditions.matches_properties`` decides; ``bind`` adds a parameter."""
+    return " AND ".join(_test_sql(test, bind) for test in tests) or "true"
+
+
+_COMPARISONS: Final = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+def _test_sql(test: PropertyTest, bind: Bind) -> str:
+    # ->> would turn a missing key and a JSON null into the same NULL: -> keeps them apart,
+    # and on anything but an object gives NULL, as a lookup through a non-mapping is missing.
+    value = "(e.properties" + "".join(f" -> {bind(p, 'text')}" for p in test.path.split(".")) + ")"
+    if test.op == "exists":
+        return f"{value} IS {'NOT ' if test.value else ''}NULL"
+    if test.op in ("eq", "ne", "one_of"):
+        options = [test.value] if test.op != "one_of" else test.value
+        if not isinstance(options, list):
+            return "false"
+        equal = " OR ".join(_equals_sql(value, option, bind) for option in options) or "false"
+        # Every _equals_sql is true or false, never NULL: NOT makes a missing property pass ne.
+        return f"NOT ({equal})" if test.op == "ne" else f"({equal})"
+    bound = test.value
+    if isinstance(bound, bool) or not isinstance(bound, int | float):
+        return "false"  # conditions compare numbers only
+    return (
+        f"(CASE WHEN jsonb_typeof({value}) = 'number'"
+        f" THEN {value}::numeric {_COMPARISONS[test.op]} {bind(Decimal(repr(bound)), 'numeric')}"
+        " ELSE false END)"
+    )
+
+
+def _equals_sql(value: str, option: object, bind: Bind) -> str:
+    """``value == option`` as Python compares decoded JSON: true == 1 == 1.0, "1" != 1."""
+    if option is None:
+        return f"coalesce({value} = 'null'::jsonb, false)"
+    if isinstance(option, str):
+        return f"coalesce({value} = to_jsonb({bind(option, 'text')}), false)"
+    if isinstance(option, bool):
+        truth, number = ("true", "1") if option else ("false", "0")
+        return (
+            f"(CASE jsonb_typeof({value}) WHEN 'boolean' THEN {value}::boolean = {truth}"
+            f" WHEN 'number' THEN {value}::numeric = {number} ELSE false END)"
+        )
+    if isinstance(option, int | float):
+        bound = bind(Decimal(repr(option)), "numeric")
+        return (
+            f"(CASE jsonb_typeof({value}) WHEN 'number' THEN {value}::numeric = {bound}"
+            f" WHEN 'boolean' THEN (CASE WHEN {value}::boolean THEN 1 ELSE 0 END) = {bound}"
+            " ELSE false END)"
+        )
+    return "false"
 
 
 _TIMING_SQL: Final = """

@@ -15,8 +15,10 @@ from pydantic import BaseModel
 
 from journeyman.orchestrator.storage.kpis import (
     StageTiming,
+    TouchpointKind,
     TouchpointKpis,
     TrendPoint,
+    declared_touchpoints,
     stage_timing,
     touchpoints,
     trends,
@@ -24,7 +26,7 @@ from journeyman.orchestrator.storage.kpis import (
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import ApiError
-from ..reports import as_utc, csv_response, journey_plan, parse_window, send_steps, wants_csv
+from ..reports import as_utc, csv_response, journey_plan, parse_window, wants_csv
 
 router = APIRouter(prefix="/api/journeys", tags=["kpis"], dependencies=[AdminDep])
 
@@ -52,6 +54,12 @@ class TouchpointPublic(BaseModel):
     skipped: int
     capped: int
     conversions: int
+    kind: TouchpointKind
+    goal: str | None
+    kpi: str | None
+    kpi_event: str | None
+    kpi_count: int | None
+    kpi_customers: int | None
 
 
 class TouchpointsPublic(BaseModel):
@@ -106,12 +114,17 @@ async def journey_touchpoints(
     window: str = DEFAULT_WINDOW,
     format: str | None = None,
 ) -> TouchpointsPublic | Response:
-    """Per send step: what became of its messages, and the conversions it was the last touch of."""
+    """Per send step: what became of its messages and the conversions it was the last touch
+    of; per touchpoint with a KPI (observed ones too): its goal and the KPI events counted."""
     as_csv = wants_csv(request, format)
     span = parse_window(window)
     plan = await journey_plan(services, journey_id, version)
     rows = await touchpoints(
-        services.pool, journey_id=journey_id, steps=send_steps(plan), version=version, window=span
+        services.pool,
+        journey_id=journey_id,
+        steps=declared_touchpoints(plan),
+        version=version,
+        window=span,
     )
     if as_csv:
         return csv_response(rows, TouchpointKpis, f"{journey_id}-touchpoints.csv")

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from journeyman.orchestrator.storage import kpis
+from journeyman.orchestrator.storage import kpis, load_plan
+from journeyman.workflows.conditions import matches_properties
+from journeyman.workflows.plan import EventMatch, PropertyTest
 
 from .conftest import Api
 
@@ -497,3 +499,420 @@ async def test_queries_use_the_journey_indexes(api: Api) -> None:
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
             assert "Seq Scan" not in plan, plan
         await conn.execute("RESET enable_seqscan")
+
+
+async def test_kpi_queries_read_each_customers_events_through_their_index(api: Api) -> None:
+    """Tracked events by (customer, event, time), page and screen views by (customer, time):
+    with sequential scans priced out, the KPI query reads both through them."""
+    version = await launched(api)
+    plan = await load_plan(api.pool, journey_id="launch", version=version)
+    built = kpis.kpi_sql(kpis.declared_touchpoints(plan))
+    assert built is not None
+    sql, extra = built
+    declared = kpis.declared_touchpoints(plan)
+    sends = [t.id for t in declared if t.kind == "message" and t.kpi is not None]
+    stages = sorted({t.stage for t in declared if t.kind == "observed"})
+    args = ("launch", None, list(kpis.TOUCHED), sends, stages, 7 * D, *extra)
+    async with api.pool.acquire() as conn:
+        await conn.execute("SET enable_seqscan = off")
+        explained = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
+        await conn.execute("RESET enable_seqscan")
+    assert "Seq Scan" not in explained, explained
+    assert "events_customer_track" in explained, explained
+    assert "events_customer_views" in explained, explained
+
+
+# --- goals and KPIs of touchpoints -----------------------------------------------------------
+
+LAUNCH = """
+id: launch
+name: Launch
+entry: {event: Signed Up}
+stages:
+  - name: awareness
+    goal: {event: Product Viewed}
+    observe:
+      - {id: website, goal: traffic, kpi: {name: visits, page: true}}
+      - id: launch-event
+        goal: awareness
+        kpi: {name: attendees, event: Event Attended, where: {event_id: launch}}
+    touchpoints:
+      - send:
+          id: invite
+          subject: Launch
+          body: Come
+          goal: awareness
+          kpi: {name: RSVPs, event: Event RSVP}
+  - name: purchase
+    goal: {event: Order Completed}
+    observe:
+      - {id: store, kpi: {name: store visits, event: Store Visited}}
+    touchpoints:
+      - send:
+          id: dem
+          subject: Offer
+          body: Buy
+          goal: conversion
+          kpi: {name: orders, event: Order Completed, where: {total: {gt: 0}}}
+      - send: {id: reminder, channel: sms, body: Last day, goal: conversion}
+"""
+M = timedelta(minutes=1)
+A, B, C, DD, E = "a@example.com", "b", "c", "d", "e"  # E never enters the journey
+OLD = "old"  # a version before the deployed one
+
+
+@dataclass
+class Visit:
+    run: str  # run key
+    customer: str
+    version: str | None  # None: the deployed version
+    transitions: list[tuple[str | None, str | None, str, datetime]]
+
+
+VISITS = [
+    Visit(
+        "journey/launch/a@r1",
+        A,
+        None,
+        [
+            (None, "awareness", "entered", T0),
+            ("awareness", "purchase", "converted", T0 + 2 * H),
+            ("purchase", None, "converted", T0 + D),
+        ],
+    ),
+    # a again, later: still in awareness (an open visit counts up to now).
+    Visit("journey/launch/a/2@r1", A, None, [(None, "awareness", "entered", T0 + 5 * D)]),
+    Visit("journey/launch/b@r1", B, None, [(None, "awareness", "entered", T0 + H)]),
+    Visit(
+        "journey/launch/c@r1",
+        C,
+        None,
+        [(None, "awareness", "entered", T0), ("awareness", None, "exited", T0 + 3 * H)],
+    ),
+    Visit(
+        "journey/launch/d@r1",
+        DD,
+        OLD,
+        [(None, "awareness", "entered", T0), ("awareness", "purchase", "converted", T0 + H)],
+    ),
+]
+# (step, customer, status, at, version, journey)
+MESSAGES: list[tuple[str, str, str, datetime, str | None, str]] = [
+    ("invite", A, "sent", T0 + 10 * M, None, "launch"),
+    ("invite", B, "delivered", T0 + 70 * M, None, "launch"),
+    ("invite", C, "bounced", T0 + 10 * M, None, "launch"),  # no recipient
+    ("invite", DD, "sent", T0 + 5 * M, OLD, "launch"),
+    ("dem", A, "sent", T0 + 3 * H, None, "launch"),
+    ("dem", DD, "opened", T0 + 2 * H, OLD, "launch"),
+    ("reminder", A, "sent", T0 + 5 * H, None, "launch"),
+    ("legacy", DD, "sent", T0, OLD, "launch"),
+    ("invite", E, "sent", T0, None, "other"),  # another journey's message
+]
+# (customer, type, event, at, properties)
+KPI_EVENTS: list[tuple[str, str, str | None, datetime, dict[str, Any]]] = [
+    (A, "page", "Home", T0 + H, {"path": "/"}),  # awareness: website
+    (A, "page", None, T0 + 3 * H, {}),  # in purchase by then
+    (A, "page", "Launch", T0 + 6 * D, {}),  # second visit of awareness, still open
+    (B, "page", None, T0 + 30 * M, {}),  # before b entered
+    (B, "page", None, T0 + 2 * H, {}),
+    (B, "track", "Page Viewed", T0 + 2 * H, {}),  # a tracked event is no page view
+    (C, "page", None, T0, {}),  # the moment c entered counts
+    (C, "page", None, T0 + 3 * H, {}),  # the moment c left does not
+    (DD, "page", None, T0 + 30 * M, {}),  # an older version's visit
+    (E, "page", None, T0 + H, {}),  # not in the journey
+    (A, "screen", None, T0 + H, {}),  # an app screen is no page view
+    (A, "track", "Event Attended", T0 + 90 * M, {"event_id": "launch"}),
+    (B, "track", "Event Attended", T0 + 2 * H, {"event_id": "other"}),
+    (B, "track", "Event Attended", T0 + 3 * H, {"event_id": "launch"}),
+    (C, "track", "Event Attended", T0 + H, {}),
+    (A, "track", "Event RSVP", T0 + 5 * M, {}),  # before the invitation
+    (A, "track", "Event RSVP", T0 + 20 * M, {}),
+    (A, "track", "Event RSVP", T0 + 30 * M, {}),  # twice: two events, one customer
+    (B, "track", "Event RSVP", T0 + 70 * M, {}),  # the moment of the message: not after it
+    (B, "track", "Event RSVP", T0 + 8 * D, {}),  # 8 days after: within 9d, not 7d
+    (C, "track", "Event RSVP", T0 + H, {}),  # c's invitation bounced
+    (DD, "track", "Event RSVP", T0 + H, {}),  # after the older version's invitation
+    (E, "track", "Event RSVP", T0 + H, {}),
+    (A, "track", "Order Completed", T0 + D, {"total": 50}),
+    (A, "track", "Order Completed", T0 + D + H, {"total": 0}),
+    (A, "track", "Order Completed", T0 + 2 * D, {"total": "50"}),  # text is no number
+    (DD, "track", "Order Completed", T0 + 3 * H, {"total": 20}),
+    (A, "track", "Store Visited", T0 + 4 * H, {}),
+    (A, "track", "Store Visited", T0 + 2 * D, {}),  # a had left purchase
+    (DD, "track", "Store Visited", T0 + 2 * H, {}),
+]
+# What each KPI counts, as the journey above declares it.
+KPI_OF: dict[str, tuple[str, str | None, list[PropertyTest]]] = {
+    "website": ("page", None, []),
+    "launch-event": ("track", "Event Attended", [PropertyTest(path="event_id", value="launch")]),
+    "invite": ("track", "Event RSVP", []),
+    "store": ("track", "Store Visited", []),
+    "dem": ("track", "Order Completed", [PropertyTest(path="total", op="gt", value=0)]),
+}
+OBSERVED_IN = {"website": "awareness", "launch-event": "awareness", "store": "purchase"}
+
+
+def counts(kind: str, event: str | None, tests: list[PropertyTest]) -> list[int]:
+    """Indexes into KPI_EVENTS of the events a KPI counts, wherever they happened."""
+    match = EventMatch(event="-", where=tests)
+    return [
+        index
+        for index, (_, type_, name, _, properties) in enumerate(KPI_EVENTS)
+        if type_ == kind and event in (None, name) and matches_properties(match, properties)
+    ]
+
+
+def in_stage(customer: str, at: datetime, stage: str, version: str, only: str | None) -> bool:
+    """Whether one of the customer's runs was in ``stage`` at ``at`` (entering counts, leaving
+    does not), in a visit that entered in version ``only`` when one is given."""
+    for visit in VISITS:
+        if visit.customer != customer or only not in (None, visit.version or version):
+            continue
+        steps = visit.transitions
+        for i, (_, to_stage, _, entered) in enumerate(steps):
+            left = steps[i + 1][3] if i + 1 < len(steps) else None
+            if to_stage == stage and entered <= at and (left is None or at < left):
+                return True
+    return False
+
+
+def after_message(
+    step: str, customer: str, at: datetime, window: timedelta, version: str, only: str | None
+) -> bool:
+    """Whether the customer received a message of ``step`` before ``at``, at most ``window``
+    before (received: accepted and not bounced)."""
+    return any(
+        (s, recipient, journey_id) == (step, customer, "launch")
+        and status in TOUCHED
+        and only in (None, v or version)
+        and sent_at < at <= sent_at + window
+        for s, recipient, status, sent_at, v, journey_id in MESSAGES
+    )
+
+
+def expected_kpis(version: str, window: timedelta, only: str | None) -> dict[str, tuple[int, int]]:
+    """(KPI events, customers) per touchpoint, counted here independently of the SQL."""
+    out: dict[str, tuple[int, int]] = {}
+    for touchpoint, (kind, event, tests) in KPI_OF.items():
+        hits = [
+            index
+            for index in counts(kind, event, tests)
+            if (
+                in_stage(
+                    KPI_EVENTS[index][0],
+                    KPI_EVENTS[index][3],
+                    OBSERVED_IN[touchpoint],
+                    version,
+                    only,
+                )
+                if touchpoint in OBSERVED_IN
+                else after_message(
+                    touchpoint, KPI_EVENTS[index][0], KPI_EVENTS[index][3], window, version, only
+                )
+            )
+        ]
+        out[touchpoint] = (len(hits), len({KPI_EVENTS[i][0] for i in hits}))
+    return out
+
+
+async def launched(api: Api) -> str:
+    version = str((await api.deploy(LAUNCH))["version"])
+    async with api.pool.acquire() as conn:
+        for visit in VISITS:
+            for seq, (from_stage, to_stage, outcome, at) in enumerate(visit.transitions, start=1):
+                await conn.execute(
+                    "INSERT INTO stage_transitions (run_key, seq, journey_id, version,"
+                    " customer_id, from_stage, to_stage, outcome, at)"
+                    " VALUES ($1, $2, 'launch', $3, $4, $5, $6, $7, $8)",
+                    visit.run,
+                    seq,
+                    visit.version or version,
+                    visit.customer,
+                    from_stage,
+                    to_stage,
+                    outcome,
+                    at,
+                )
+        for n, (step, customer, status, at, v, journey_id) in enumerate(MESSAGES):
+            await conn.execute(
+                "INSERT INTO deliveries (send_key, journey_id, version, customer_id, step_id,"
+                " channel, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                f"journey/{journey_id}/{customer}@r1/{step}/{n}",
+                journey_id,
+                v or version,
+                customer,
+                step,
+                "sms" if step == "reminder" else "email",
+                status,
+                at,
+            )
+        for n, (customer, type_, name, at, properties) in enumerate(KPI_EVENTS):
+            await conn.execute(
+                "INSERT INTO events (message_id, type, customer_id, event, properties,"
+                " occurred_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                f"kpi-{n}",
+                type_,
+                customer,
+                name,
+                properties,
+                at,
+            )
+    return version
+
+
+async def test_touchpoints_report_the_goal_and_kpi_of_sends_and_observed_touchpoints(
+    api: Api,
+) -> None:
+    version = await launched(api)
+    response = await api.http.get("/api/journeys/launch/touchpoints", headers=api.admin)
+    assert response.status_code == 200, response.text
+    rows = response.json()["touchpoints"]
+    # Stage by stage, observed touchpoints first; then steps only older versions had.
+    described = [
+        (r["step_id"], r["stage"], r["kind"], r["channel"], r["goal"], r["kpi"], r["kpi_event"])
+        for r in rows
+    ]
+    assert described == [
+        ("website", "awareness", "observed", None, "traffic", "visits", "page"),
+        ("launch-event", "awareness", "observed", None, "awareness", "attendees", "Event Attended"),
+        ("invite", "awareness", "message", "email", "awareness", "RSVPs", "Event RSVP"),
+        ("store", "purchase", "observed", None, None, "store visits", "Store Visited"),
+        ("dem", "purchase", "message", "email", "conversion", "orders", "Order Completed"),
+        ("reminder", "purchase", "message", "sms", "conversion", None, None),
+        ("legacy", None, "message", "email", None, None, None),
+    ]
+    got = {r["step_id"]: (r["kpi_count"], r["kpi_customers"]) for r in rows}
+    assert {k: got[k] for k in KPI_OF} == expected_kpis(version, 7 * D, None)
+    # Spelled out once, so that a wrong helper cannot hide a wrong query.
+    assert got == {
+        "website": (5, 4),  # a twice (two visits), b, c as she entered, d (older version)
+        "launch-event": (2, 2),
+        "invite": (3, 2),  # a's two RSVPs after her invitation, d's
+        "store": (2, 2),
+        "dem": (2, 2),  # orders over 0 within 7 days of the offer
+        "reminder": (None, None),  # a goal without a KPI: nothing to count
+        "legacy": (None, None),
+    }
+    observed_rows = [r for r in rows if r["kind"] == "observed"]
+    assert all(r["total"] == r["sent"] == r["conversions"] == 0 for r in observed_rows)
+    assert {r["step_id"]: r["sent"] for r in rows if r["kind"] == "message"} == {
+        "invite": 4,  # c's bounced, yet it was sent
+        "dem": 2,
+        "reminder": 1,
+        "legacy": 1,
+    }
+
+    for params, window, only in [
+        ({"window": "9d"}, 9 * D, None),
+        ({"window": "36h", "version": version}, 36 * H, version),
+        ({"window": "9d", "version": version}, 9 * D, version),
+    ]:
+        response = await api.http.get(
+            "/api/journeys/launch/touchpoints", params=params, headers=api.admin
+        )
+        assert response.status_code == 200, response.text
+        got = {
+            r["step_id"]: (r["kpi_count"], r["kpi_customers"])
+            for r in response.json()["touchpoints"]
+        }
+        assert {k: got[k] for k in KPI_OF} == expected_kpis(version, window, only), params
+    # b's late RSVP counts in a 9-day window; the older version's visits and messages do not
+    # count for the deployed version.
+    assert got["invite"] == (3, 2) and got["website"] == (4, 3) and got["dem"] == (1, 1)
+
+
+async def test_touchpoint_kpis_in_csv_are_the_json_fields(api: Api) -> None:
+    await launched(api)
+    url = "/api/journeys/launch/touchpoints"
+    as_json = (await api.http.get(url, headers=api.admin)).json()["touchpoints"]
+    response = await api.http.get(url, params={"format": "csv"}, headers=api.admin)
+    assert response.status_code == 200, response.text
+    table = list(csv.DictReader(io.StringIO(response.text)))
+    assert list(table[0]) == list(as_json[0])
+    assert list(table[0])[-6:] == ["kind", "goal", "kpi", "kpi_event", "kpi_count", "kpi_customers"]
+    by_id = {row["step_id"]: row for row in table}
+    assert (by_id["website"]["kind"], by_id["website"]["kpi"], by_id["website"]["kpi_count"]) == (
+        "observed",
+        "visits",
+        "5",
+    )
+    assert (by_id["reminder"]["goal"], by_id["reminder"]["kpi_count"]) == ("conversion", "")
+
+
+# Property values an event may carry (MISSING: the key is absent).
+MISSING = object()
+VALUES: list[Any] = [
+    MISSING, None, True, False, 0, 1, 1.0, 1.5, -2, 10**20, "1", "a", "", "true",
+    [1], [], {"x": 1}, {},
+]  # fmt: skip
+# Under "o": what a dotted path "o.p" walks through.
+PARENTS: list[Any] = [MISSING, {"p": 1}, {"p": None}, {"q": 1}, [1], "s", None, {"p": "a"}]
+OPERANDS: dict[str, list[Any]] = {
+    "eq": [None, True, False, 0, 1, 1.0, 1.5, -2, 10**20, "1", "a", ""],
+    "ne": [None, True, 0, 1, "a"],
+    "one_of": [[1, "a"], [None], [True], [0, "x"], [1.5, -2]],
+    "gt": [0, 1, 1.5, -2],
+    "gte": [1, 1.5],
+    "lt": [1, 10**21],
+    "lte": [-2, 1],
+    "exists": [True, False],
+}
+
+
+async def test_kpi_filters_in_sql_match_what_journey_conditions_match(api: Api) -> None:
+    """Every operator against values of every JSON type, on plain and dotted paths: the SQL a
+    KPI counts with selects exactly the events ``workflows.conditions`` matches."""
+    stored: dict[int, dict[str, Any]] = {}
+    async with api.pool.acquire() as conn:
+        for n, value in enumerate(VALUES):
+            for m, parent in enumerate(PARENTS):
+                properties: dict[str, Any] = {}
+                if value is not MISSING:
+                    properties["p"] = value
+                if parent is not MISSING:
+                    properties["o"] = parent
+                event_id = await conn.fetchval(
+                    "INSERT INTO events (message_id, type, customer_id, event, properties,"
+                    " occurred_at) VALUES ($1, 'track', 'x', 'E', $2, now()) RETURNING id",
+                    f"grid-{n}-{m}",
+                    properties,
+                )
+                stored[event_id] = properties
+        checked = 0
+        for op, operands in OPERANDS.items():
+            for operand in operands:
+                for path in ("p", "o.p"):
+                    tests = [PropertyTest(path=path, op=op, value=operand)]
+                    extra: list[object] = []
+
+                    def bind(value: object, cast: str, extra: list[object] = extra) -> str:
+                        extra.append(value)
+                        return f"${len(extra)}::{cast}"
+
+                    where = kpis.where_sql(tests, bind)
+                    rows = await conn.fetch(f"SELECT id FROM events e WHERE {where}", *extra)
+                    match = EventMatch(event="E", where=tests)
+                    expected = {i for i, p in stored.items() if matches_properties(match, p)}
+                    assert {r["id"] for r in rows} == expected, (op, operand, path)
+                    checked += 1
+        assert checked == 2 * sum(len(o) for o in OPERANDS.values())
+        # Several tests must all hold.
+        tests = [
+            PropertyTest(path="p", op="gte", value=0),
+            PropertyTest(path="o.p", op="exists", value=True),
+        ]
+        extra = []
+
+        def bind_all(value: object, cast: str) -> str:
+            extra.append(value)
+            return f"${len(extra)}::{cast}"
+
+        rows = await conn.fetch(
+            f"SELECT id FROM events e WHERE {kpis.where_sql(tests, bind_all)}", *extra
+        )
+        match = EventMatch(event="E", where=tests)
+        assert (
+            {r["id"] for r in rows}
+            == {i for i, p in stored.items() if matches_properties(match, p)}
+            != set()
+        )

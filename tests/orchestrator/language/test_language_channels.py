@@ -665,9 +665,17 @@ def test_the_schema_tells_editors_the_keys_of_each_channel() -> None:
         name: sorted(definitions[name]["properties"])
         for name in ("SmsSendSpec", "PushSendSpec", "InAppSendSpec", "WebhookSendSpec")
     }
+    # goal and kpi measure a message on every channel alike.
+    every = ["goal", "kpi"]
     assert keys == {
-        "SmsSendSpec": ["body", "channel", "group", "id", "locales"],
-        "PushSendSpec": ["body", "channel", "data", "group", "id", "locales", "title"],
-        "InAppSendSpec": ["body", "channel", "data", "group", "id", "locales", "title"],
-        "WebhookSendSpec": ["body", "channel", "group", "headers", "id", "method", "url"],
+        "SmsSendSpec": sorted(["body", "channel", "group", "id", "locales", *every]),
+        "PushSendSpec": sorted(
+            ["body", "channel", "data", "group", "id", "locales", "title", *every]
+        ),
+        "InAppSendSpec": sorted(
+            ["body", "channel", "data", "group", "id", "locales", "title", *every]
+        ),
+        "WebhookSendSpec": sorted(
+            ["body", "channel", "group", "headers", "id", "method", "url", *every]
+        ),
     }
