@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from journeyman.orchestrator.storage import kpis, load_plan
+from journeyman.orchestrator.storage import kpis, load_plan, property_sql
 from journeyman.workflows.conditions import matches_properties
 from journeyman.workflows.plan import EventMatch, PropertyTest
 
@@ -889,7 +889,7 @@ async def test_kpi_filters_in_sql_match_what_journey_conditions_match(api: Api) 
                         extra.append(value)
                         return f"${len(extra)}::{cast}"
 
-                    where = kpis.where_sql(tests, bind)
+                    where = property_sql.where_sql(tests, bind)
                     rows = await conn.fetch(f"SELECT id FROM events e WHERE {where}", *extra)
                     match = EventMatch(event="E", where=tests)
                     expected = {i for i, p in stored.items() if matches_properties(match, p)}
@@ -908,7 +908,7 @@ async def test_kpi_filters_in_sql_match_what_journey_conditions_match(api: Api) 
             return f"${len(extra)}::{cast}"
 
         rows = await conn.fetch(
-            f"SELECT id FROM events e WHERE {kpis.where_sql(tests, bind_all)}", *extra
+            f"SELECT id FROM events e WHERE {property_sql.where_sql(tests, bind_all)}", *extra
         )
         match = EventMatch(event="E", where=tests)
         assert (
