@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from .config import ConfigError, Settings
 from .credentials import load_or_create
 from .customers.segment_files import discover, segment_version, validate_segment_paths
 from .language import Diagnostic, JourneyError, validate_paths
+from .observability import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,12 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"journeyman: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    # Text or JSON on stderr, an error that ends the process included; libraries at WARNING;
+    # the configured secrets masked wherever they would show.
+    configure_logging(
+        level=settings.log_level,
+        log_format=settings.log_format,
+        secrets=settings.secret_values(),
+        uncaught=True,
     )
-    # Libraries speak only when something is wrong; the engine's own level is the setting's.
-    for noisy in ("temporalio", "mail.log", "uvicorn", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if args.command == "validate":
             return cmd_validate(args.paths)

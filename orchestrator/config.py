@@ -1,4 +1,5 @@
-"""Settings, read from ``JOURNEYMAN_*`` environment variables.
+"""Settings, read from ``JOURNEYMAN_*`` environment variables (and OpenTelemetry's standard
+``OTEL_EXPORTER_OTLP_ENDPOINT``).
 
 Every address is configurable so the same processes run against the embedded stack or an
 external Postgres and Temporal cluster. ``ENVIRONMENT`` below is the single list of variables
@@ -8,11 +9,13 @@ the code reads; the docker-compose test checks the production setup against it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from journeyman.channels.smtp import SmtpSecurity
 
@@ -59,11 +62,19 @@ ENVIRONMENT: dict[str, str] = {
     "sendgrid_webhook_public_key": "JOURNEYMAN_SENDGRID_WEBHOOK_PUBLIC_KEY",
     "worker_metrics_port": "JOURNEYMAN_WORKER_METRICS_PORT",
     "log_level": "JOURNEYMAN_LOG_LEVEL",
+    "log_format": "JOURNEYMAN_LOG_FORMAT",
+    # The OpenTelemetry standard variable, so that a collector set up for other services
+    # (an operator's injected environment, a sidecar) is found without a second name.
+    "otel_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
     "embedded_postgres_port": "JOURNEYMAN_EMBEDDED_POSTGRES_PORT",
     "embedded_temporal_port": "JOURNEYMAN_EMBEDDED_TEMPORAL_PORT",
     "embedded_temporal_ui_port": "JOURNEYMAN_EMBEDDED_TEMPORAL_UI_PORT",
     "embedded_smtp_port": "JOURNEYMAN_EMBEDDED_SMTP_PORT",
 }
+
+
+# A base URL: scheme, host, optional port and path; no query (the exporter appends /v1/traces).
+_OTLP_ENDPOINT = re.compile(r"https?://[^\s/?#@]+(/[^\s?#]*)?")
 
 
 class ConfigError(ValueError):
@@ -127,11 +138,24 @@ class Settings(BaseModel):
     # Where a worker serves the Temporal SDK's metrics for Prometheus; None: not served.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: str = "INFO"
+    # "text": the human format; "json": one JSON object per line, with the ids of the work.
+    log_format: Literal["text", "json"] = "text"
+    # Base URL of an OTLP/HTTP collector; spans go to {endpoint}/v1/traces. None: no tracing.
+    otel_endpoint: str | None = None
     # Ports of the embedded stack (`journeyman up`); 0 picks a free one at each start.
     embedded_postgres_port: int = Field(default=0, ge=0, le=65535)
     embedded_temporal_port: int = Field(default=7233, ge=0, le=65535)
     embedded_temporal_ui_port: int = Field(default=8233, ge=0, le=65535)
     embedded_smtp_port: int = Field(default=2525, ge=0, le=65535)
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _check_otel_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not _OTLP_ENDPOINT.fullmatch(value):
+            raise ValueError(
+                "must be the collector's OTLP/HTTP base URL, like http://otel-collector:4318"
+            )
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -150,6 +174,20 @@ class Settings(BaseModel):
                 var = ENVIRONMENT.get(field, field)
                 problems.append(f"{var}: {err['msg']}")
             raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process was given, for the log output to mask wherever it shows."""
+        found: list[str] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                # The link secret may list several (rotation); each one is a secret.
+                found.extend(part for part in value.get_secret_value().split(",") if part)
+        database = self.database_url.get_secret_value() if self.database_url else ""
+        password = urlsplit(database).password if "://" in database else None
+        if password:
+            found.append(password)
+        return found
 
     def require_database_url(self) -> str:
         if self.database_url is None:

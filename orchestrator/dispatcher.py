@@ -4,6 +4,10 @@ One dispatcher is active at a time (a Postgres advisory lock elects it), so a cu
 events reach their run in the order they were accepted. Delivery is at least once; the
 workflow dedupes by message id. Entry rows start the run by signal-with-start; other rows
 only signal, so an event can never start a second run for a finished one.
+
+Its counters (``observability.worker_metrics``) go to the metric meter of its Temporal
+client's runtime: on a worker, the Prometheus port that serves the SDK's metrics. Its log
+lines carry the ids of the row at hand.
 """
 
 from __future__ import annotations
@@ -16,14 +20,21 @@ from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    MetricMeter,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from journeyman.workflows.inputs import EVENT_SIGNAL, JourneyEvent, JourneyInput
 from journeyman.workflows.journey import JourneyWorkflow
 from journeyman.workflows.search_attributes import CUSTOMER_ID, JOURNEY_ID
 
+from .observability import DispatcherMetrics, log_context
 from .storage import outbox
 from .storage.pool import connect
 
@@ -49,16 +60,42 @@ TRANSIENT = frozenset(
 )
 
 
+def client_meter(client: Client, *, task_queue: str) -> MetricMeter:
+    """The metric meter of ``client``'s runtime, labelled as the SDK labels its own."""
+    runtime = client.service_client.config.runtime or Runtime.default()
+    meter = runtime.metric_meter
+    if meter is MetricMeter.noop:
+        return meter
+    return meter.with_additional_attributes(
+        {"namespace": client.namespace, "task_queue": task_queue}
+    )
+
+
+def _kind(row: outbox.OutboxRow) -> str:
+    return "start" if row.payload.get("entry") else "signal"
+
+
 class Dispatcher:
-    def __init__(self, database_url: str, client: Client, *, task_queue: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        client: Client,
+        *,
+        task_queue: str,
+        meter: MetricMeter | None = None,
+    ) -> None:
         self._url = database_url
         self._client = client
         self._task_queue = task_queue
         self._wake = asyncio.Event()
         self.delivered = 0
+        self.metrics = DispatcherMetrics(
+            meter if meter is not None else client_meter(client, task_queue=task_queue)
+        )
 
     async def run(self) -> None:
         """Deliver until cancelled; reconnects after database or Temporal outages."""
+        self.metrics.leader(False)  # a standby reports 0 rather than nothing
         while True:
             try:
                 await self._run_as_leader()
@@ -75,6 +112,7 @@ class Dispatcher:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):  # noqa: ASYNC110
                 await asyncio.sleep(POLL_SECONDS)
             await conn.add_listener(outbox.OUTBOX_CHANNEL, self._notified)
+            self.metrics.leader(True)
             outage = 0
             while True:
                 self._wake.clear()
@@ -92,6 +130,7 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
         finally:
+            self.metrics.leader(False)
             with contextlib.suppress(Exception):
                 await asyncio.shield(conn.close(timeout=2))
 
@@ -103,6 +142,7 @@ class Dispatcher:
         rows = await outbox.claim_outbox(conn, limit=BATCH_SIZE, max_attempts=MAX_ATTEMPTS)
         if not rows:
             return 0, 0
+        self.metrics.batch()
         by_workflow: dict[str, list[outbox.OutboxRow]] = defaultdict(list)
         for row in rows:
             by_workflow[row.workflow_id].append(row)
@@ -111,6 +151,7 @@ class Dispatcher:
         if done:
             await outbox.mark_delivered(conn, ids=done)
             self.delivered += len(done)
+            self.metrics.delivered(len(done), await self._lags(conn, done))
         transient = 0
         for _, failure in results:
             if failure is None:
@@ -118,12 +159,37 @@ class Dispatcher:
             row, exc = failure
             if exc.status in TRANSIENT:
                 transient += 1
+                self.metrics.failure(_kind(row), "unavailable")
                 continue
-            log.warning("outbox row %s refused by Temporal: %s", row.id, exc.status.name)
-            await outbox.mark_failed(conn, id=row.id, error=f"{exc.status.name}: {exc.message}")
-            if row.attempts + 1 >= MAX_ATTEMPTS:
-                log.error("outbox row %s is a dead letter after %s attempts", row.id, MAX_ATTEMPTS)
+            self.metrics.failure(_kind(row), "refused")
+            with self._context(row):
+                log.warning("outbox row %s refused by Temporal: %s", row.id, exc.status.name)
+                await outbox.mark_failed(conn, id=row.id, error=f"{exc.status.name}: {exc.message}")
+                if row.attempts + 1 >= MAX_ATTEMPTS:
+                    log.error(
+                        "outbox row %s is a dead letter after %s attempts", row.id, MAX_ATTEMPTS
+                    )
         return len(rows), transient
+
+    async def _lags(self, conn: asyncpg.Connection, ids: list[int]) -> list[float]:
+        """Seconds from each delivered row's commit to now; skipped when nothing records it."""
+        if not self.metrics.enabled:
+            return []
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM clock_timestamp() - created_at)::float8 AS lag"
+            " FROM outbox WHERE id = any($1::bigint[])",
+            ids,
+        )
+        return [float(r["lag"]) for r in rows]
+
+    @staticmethod
+    def _context(row: outbox.OutboxRow) -> contextlib.AbstractContextManager[None]:
+        return log_context(
+            journey_id=row.journey_id,
+            version=row.version,
+            customer_id=row.customer_id,
+            workflow_id=row.workflow_id,
+        )
 
     async def _start(
         self, row: outbox.OutboxRow, event: JourneyEvent, policy: WorkflowIDReusePolicy
@@ -171,7 +237,8 @@ class Dispatcher:
         done: list[int] = []
         for row in rows:
             try:
-                await self._deliver(row)
+                with self._context(row):
+                    await self._deliver(row)
             except RPCError as exc:
                 # Stop this customer's rows here so their order holds; retried next round.
                 return done, (row, exc)
@@ -188,8 +255,11 @@ class Dispatcher:
                 # The one exception is a closed run older than the run row this entry made:
                 # its id was freed (the customer was erased, and a new customer came back
                 # under the same id) while Temporal still keeps the old history.
-                if await self._id_was_freed(row):
-                    await self._start(row, event, WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+                if not await self._id_was_freed(row):
+                    self.metrics.signal("start", "run_closed")
+                    return
+                await self._start(row, event, WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+            self.metrics.signal("start", "sent")
             return
         handle: WorkflowHandle[JourneyWorkflow, str] = self._client.get_workflow_handle_for(
             JourneyWorkflow.run, row.workflow_id
@@ -200,3 +270,6 @@ class Dispatcher:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
             # The run has finished: the event stays stored, the run no longer needs it.
+            self.metrics.signal("signal", "run_closed")
+            return
+        self.metrics.signal("signal", "sent")

@@ -1,4 +1,8 @@
-"""What ``journeyman up``, ``worker``, ``api`` and ``demo`` run, until their stop event."""
+"""What ``journeyman up``, ``worker``, ``api`` and ``demo`` run, until their stop event.
+
+Each installs tracing for its lifetime when a collector is configured (its Temporal clients
+then carry the tracing interceptor), and has the credentials it loads masked in its logs.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from .credentials import Credentials, load_or_create
 from .customers.segment_files import to_definition, validate_segment_paths
 from .language import JourneyError, validate_paths
 from .language.compiler import SEGMENTS_FOLDER
+from .observability import mask_secrets, tracing_for
 from .progress import Progress
 from .roles import Endpoints, prepare_database, run_api, run_worker
 from .stack import embedded_stack
@@ -85,8 +90,20 @@ def _banner(settings: Settings, creds: Credentials) -> None:
         print(f"Credentials      {settings.data_dir / 'credentials.json'}")
 
 
-async def up(settings: Settings, stop: asyncio.Event, *, deploy: bool = True) -> int:
+def _credentials(settings: Settings) -> Credentials:
+    """The process's credentials, masked from now on wherever a log line would show them."""
     creds = load_or_create(settings)
+    mask_secrets(creds.write_key, creds.admin_token)
+    return creds
+
+
+async def up(settings: Settings, stop: asyncio.Event, *, deploy: bool = True) -> int:
+    creds = _credentials(settings)
+    with tracing_for(settings, role="up"):
+        return await _up(settings, stop, creds, deploy=deploy)
+
+
+async def _up(settings: Settings, stop: asyncio.Event, creds: Credentials, *, deploy: bool) -> int:
     async with embedded_stack(settings) as endpoints:
         await prepare_database(endpoints.database_url)
         if deploy:
@@ -100,14 +117,16 @@ async def up(settings: Settings, stop: asyncio.Event, *, deploy: bool = True) ->
 async def worker(settings: Settings, stop: asyncio.Event) -> int:
     endpoints = _external(settings)
     await prepare_database(endpoints.database_url)
-    await run_worker(settings, endpoints, stop)
+    with tracing_for(settings, role="worker"):
+        await run_worker(settings, endpoints, stop)
     return 0
 
 
 async def api(settings: Settings, stop: asyncio.Event) -> int:
     endpoints = _external(settings)
     await prepare_database(endpoints.database_url)
-    await run_api(settings, endpoints, load_or_create(settings), stop)
+    with tracing_for(settings, role="api"):
+        await run_api(settings, endpoints, _credentials(settings), stop)
     return 0
 
 
@@ -122,7 +141,14 @@ def _external(settings: Settings) -> Endpoints:
 
 async def demo(settings: Settings, stop: asyncio.Event, *, customers: int, exit_after: bool) -> int:
     """``up``, then replay synthetic traffic through the API and print the live funnel."""
-    creds = load_or_create(settings)
+    creds = _credentials(settings)
+    with tracing_for(settings, role="demo"):
+        return await _demo(settings, stop, creds, customers=customers, exit_after=exit_after)
+
+
+async def _demo(
+    settings: Settings, stop: asyncio.Event, creds: Credentials, *, customers: int, exit_after: bool
+) -> int:
     async with embedded_stack(settings) as endpoints:
         await prepare_database(endpoints.database_url)
         for line in await deploy_directory(endpoints.database_url, settings.journeys_dir):

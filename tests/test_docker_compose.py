@@ -63,6 +63,7 @@ NOT_NEEDED: dict[str, dict[str, str]] = {
         "fcm_access_token": "the API sends no messages",
         "fcm_token_uri": "the API sends no messages",
         "webhook_signing_secret": "the API sends no messages",
+        "otel_endpoint": "tracing is optional: off until an operator names a collector",
     },
     "worker": {
         "write_key": "only the API authenticates ingest calls",
@@ -80,12 +81,20 @@ NOT_NEEDED: dict[str, dict[str, str]] = {
         "fcm_token_uri": "the service-account file names its token URI",
         "webhook_signing_secret": "webhook steps are optional: they fail visibly without it",
         "sendgrid_webhook_public_key": "only the API receives SendGrid's event webhook",
-        "worker_metrics_port": "optional: set it to let Prometheus scrape the SDK's metrics",
+        "otel_endpoint": "tracing is optional: off until an operator names a collector",
     },
 }
 
-# Settings the API and the workers must share: same database, cluster, namespace and queue.
-SHARED = ("database_url", "temporal_address", "temporal_namespace", "task_queue")
+# Settings the API and the workers must share: same database, cluster, namespace and queue;
+# and one log format and one collector, so that their lines and spans read together.
+SHARED = (
+    "database_url",
+    "temporal_address",
+    "temporal_namespace",
+    "task_queue",
+    "log_format",
+    "otel_endpoint",
+)
 
 # The port each image listens on (fixed by the image, not by compose).
 LISTEN_PORTS = {
@@ -487,6 +496,33 @@ def test_api_listens_on_its_published_and_checked_port() -> None:
     assert probe is not None, "the api healthcheck must call GET /healthz"
     url = urlsplit(probe.group())
     assert (url.port, url.path) == (settings.api_port, "/healthz")
+
+
+def test_an_operators_observability_settings_reach_api_and_workers() -> None:
+    env = operator_env()
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in read_example_env().documented
+    env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://otel-collector:4318"}
+    env |= {"OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=filled", "JOURNEYMAN_LOG_FORMAT": "json"}
+    resolved = interpolate_all(raw_compose(), env)["services"]
+    for role in ROLES:
+        settings = settings_of(resolved[role])
+        assert (settings.otel_endpoint, settings.log_format) == (
+            "http://otel-collector:4318",
+            "json",
+        ), role
+        # Read by the OpenTelemetry SDK itself, not by Settings.
+        assert environment(resolved[role])["OTEL_EXPORTER_OTLP_HEADERS"] == "x-api-key=filled"
+    # Unset, tracing stays off and logs keep the human format.
+    for role in ROLES:
+        settings = settings_of(services()[role])
+        assert (settings.otel_endpoint, settings.log_format) == (None, "text"), role
+
+
+def test_workers_serve_their_metrics_inside_the_network() -> None:
+    worker = services()["worker"]
+    port = settings_of(worker).worker_metrics_port
+    assert port is not None, "set JOURNEYMAN_WORKER_METRICS_PORT for Prometheus"
+    assert port in exposed_ports(worker), "the worker should `expose` its metrics port"
 
 
 def test_worker_is_scalable() -> None:

@@ -35,6 +35,20 @@ def test_the_wheel_installs_only_the_journeyman_package(tmp_path: Path) -> None:
     for package in ("orchestrator", "workflows", "channels"):
         assert f"journeyman/{package}/__init__.py" in names
     assert "journeyman/orchestrator/storage/migrations/0001_initial.sql" in names
+    # Every file the API serves or renders (snippet, stylesheet, templates) ships with it.
+    served = [
+        path
+        for folder in ("static", "templates")
+        for path in (REPO / "orchestrator" / "api" / folder).rglob("*")
+        if path.is_file()
+    ]
+    assert any(path.suffix == ".css" for path in served)
+    missing = [
+        str(path.relative_to(REPO))
+        for path in served
+        if f"journeyman/{path.relative_to(REPO).as_posix()}" not in names
+    ]
+    assert missing == []
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
         "journeyman = journeyman.orchestrator.cli:main"

@@ -31,6 +31,7 @@ from journeyman.channels import (
 from journeyman.channels.render import template_context
 from journeyman.orchestrator.customers import identity
 from journeyman.orchestrator.customers import metrics as customer_metrics
+from journeyman.orchestrator.observability import worker_metrics
 from journeyman.orchestrator.storage import (
     behaviour,
     delivery_rules,
@@ -56,6 +57,7 @@ from .inputs import LoadPlanInput, SendInput, SendResult, StepInput, TransitionI
 from .links import unsubscribe_link, with_links
 from .plan import (
     BranchStep,
+    Channel,
     Delivery,
     ExperimentStep,
     Plan,
@@ -141,7 +143,12 @@ class JourneyActivities:
     @activity.defn(name="record_transition")
     async def record_transition(self, input: TransitionInput) -> bool:
         async with self._pool.acquire() as conn:
-            return await runs.record_transition(conn, **input.model_dump())
+            recorded = await runs.record_transition(conn, **input.model_dump())
+        if recorded:  # a retry of a recorded transition is not counted twice
+            worker_metrics.count_transition(
+                activity.metric_meter(), journey_id=input.journey_id, outcome=input.outcome
+            )
+        return recorded
 
     async def _as_merged(self, input: _Input) -> _Input:
         """The input for the customer its id stands for now.
@@ -263,6 +270,16 @@ class JourneyActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendInput) -> SendResult:
+        result = await self._send(input)
+        # The plan is cached by now: this costs no query.
+        step = (await self._plan(input.journey_id, input.version)).step(input.step_id)
+        if isinstance(step, SendStep):
+            worker_metrics.count_send(
+                activity.metric_meter(), channel=step.channel, state=result.status
+            )
+        return result
+
+    async def _send(self, input: SendInput) -> SendResult:
         input = await self._as_merged(input)
         plan = await self._plan(input.journey_id, input.version)
         step = plan.step(input.step_id)
@@ -344,7 +361,9 @@ class JourneyActivities:
             raise
         # Shielded: once the message is handed to the provider, a cancelled or shut-down
         # activity still waits for the answer and records it, so the ledger stays truthful.
-        return await asyncio.shield(self._deliver(input, outbound, idempotent=idempotent))
+        return await asyncio.shield(
+            self._deliver(input, outbound, idempotent=idempotent, channel=step.channel)
+        )
 
     async def _capped(
         self,
@@ -456,10 +475,14 @@ class JourneyActivities:
             raise _Skip("failed", f"rendered {where}: {problem['msg']}") from None
 
     async def _deliver(
-        self, input: SendInput, outbound: Outbound, *, idempotent: bool
+        self, input: SendInput, outbound: Outbound, *, idempotent: bool, channel: Channel
     ) -> SendResult:
+        provider = getattr(getattr(self._providers, channel), "name", channel)
         try:
-            receipt = await self._providers.deliver(outbound.message)
+            with worker_metrics.provider_request(
+                activity.metric_meter(), channel=channel, provider=str(provider)
+            ):
+                receipt = await self._providers.deliver(outbound.message)
         except RetryableDeliveryError as exc:
             if exc.maybe_delivered and not idempotent:
                 await self._finish(input, "unknown", str(exc), outbound)
