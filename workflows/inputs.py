@@ -159,3 +159,4 @@ class TransitionInput(BaseModel):
     reason: ExitReason | None = None
     reason_detail: str | None = None
     entered_at: datetime | None = None  # when the run entered: its cohort week
+    at: datetime | None = None  # when the transition happened, on the run's clock

@@ -179,6 +179,7 @@ class StageRunner:
                 reason=why.reason if why is not None else None,
                 reason_detail=why.detail if why is not None else None,
                 entered_at=self.state.entered_at,
+                at=workflow.now(),
             ),
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             retry_policy=ACTIVITY_RETRY,

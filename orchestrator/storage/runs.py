@@ -60,6 +60,7 @@ async def record_transition(
     reason: str | None = None,
     reason_detail: str | None = None,
     entered_at: datetime | None = None,
+    at: datetime | None = None,
 ) -> bool:
     """Record one transition once; False when (run_key, seq) was already recorded.
 
@@ -67,14 +68,18 @@ async def record_transition(
     funnel read never disagrees with the transitions behind it. ``reason`` and
     ``reason_detail`` say why a run leaves without converting (``exits.leave_reason``);
     ``entered_at`` is when the run entered, its cohort week (else its entry's record time).
+    ``at`` is when the transition happened on the run's clock; the record time without it.
+    The run's clock is the one its messages are stamped with, so time to convert and
+    attribution compare like with like even when a transition is recorded late (a retried
+    activity) or the run's clock is not the wall clock (a time-skipping test server).
     """
     why = exits.leave_reason(outcome=outcome, reason=reason, run_key=run_key)
     detail = reason_detail[: exits.MAX_DETAIL] if why is not None and reason_detail else None
     async with conn.transaction():
         at = await conn.fetchval(
             "INSERT INTO stage_transitions (run_key, seq, journey_id, version, customer_id,"
-            " from_stage, to_stage, outcome, reason, reason_detail)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " from_stage, to_stage, outcome, reason, reason_detail, at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, now()))"
             " ON CONFLICT DO NOTHING RETURNING at",
             run_key,
             seq,
@@ -86,6 +91,7 @@ async def record_transition(
             outcome,
             why,
             detail,
+            at,
         )
         if at is None:
             return False
@@ -109,7 +115,8 @@ async def record_transition(
         await conn.execute(
             "INSERT INTO journey_runs"
             " (journey_id, customer_id, version, workflow_id, stage, status, converted_at, holdout)"
-            " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'converted' THEN now() END, $7)"
+            " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 = 'converted' THEN $8::timestamptz END,"
+            " $7)"
             " ON CONFLICT (workflow_id) DO UPDATE"
             " SET stage = coalesce(excluded.stage, journey_runs.stage),"
             "     version = excluded.version, status = excluded.status,"
@@ -123,6 +130,7 @@ async def record_transition(
             to_stage,
             status,
             holdout,
+            at,
         )
         await cohorts.count_transition(
             conn,
