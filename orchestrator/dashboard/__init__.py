@@ -1,11 +1,17 @@
 """The dashboard's content: the journey map and charts as SVG, the pages' data, live numbers.
 
+The journey page's sections (exits and cohorts, experiments and holdout, the emotion curve)
+fill their slots when this package is imported (``sections``); the compare page puts two
+versions side by side (``comparison``).
+
 The HTTP side (sign-in, pages, the event stream) is ``orchestrator.api.routes.dashboard``;
 this package does no HTTP, so its drawings and readings are tested on their own.
 """
 
 from . import charts, formatting, metro, session, time_charts
+from . import sections as sections  # fills the journey page's section slots
 from .board import Board, Stage, Station, Totals, build, numbers
+from .comparison import ComparePage, SameVersion, compare_page
 from .live import Feeds, JourneyReader, stream
 from .readings import has_version, page_numbers, read_board
 from .views import (
@@ -24,11 +30,13 @@ from .views import (
 __all__ = [
     "SECTIONS",
     "Board",
+    "ComparePage",
     "Feeds",
     "JourneyPage",
     "JourneyReader",
     "JourneyRef",
     "JourneyRow",
+    "SameVersion",
     "SectionHook",
     "Stage",
     "Station",
@@ -36,6 +44,7 @@ __all__ = [
     "UnknownJourney",
     "build",
     "charts",
+    "compare_page",
     "customer_exists",
     "customer_page",
     "formatting",
@@ -46,6 +55,7 @@ __all__ = [
     "numbers",
     "page_numbers",
     "read_board",
+    "sections",
     "session",
     "stream",
     "time_charts",

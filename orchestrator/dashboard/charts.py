@@ -28,8 +28,7 @@ def _interval_text(stage: Stage) -> str:
 def _whisker(stage: Stage, y: float) -> str:
     """The interval as a path: a line from low to high with a cap at each end."""
     low, high = stage.interval
-    x1, x2 = low * BAR_WIDTH, high * BAR_WIDTH
-    return f"M{x1:.1f} {y:.1f}H{x2:.1f}M{x1:.1f} {y - 6:.1f}v12M{x2:.1f} {y - 6:.1f}v12"
+    return svg.whisker(low * BAR_WIDTH, high * BAR_WIDTH, y)
 
 
 def _bar_width(stage: Stage) -> str:

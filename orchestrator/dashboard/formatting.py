@@ -1,4 +1,5 @@
-"""How numbers read on the dashboard, and the keys that tie a shown number to its live value.
+"""How numbers (and exit reasons) read on the dashboard, and the keys that tie a shown number
+to its live value.
 
 The page and the live stream format through these functions only, so a number updated by
 the stream reads exactly like the one the server rendered.
@@ -7,6 +8,7 @@ the stream reads exactly like the one the server rendered.
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -26,6 +28,56 @@ def rate(successes: int, trials: int) -> str:
 
 def percent(share: float) -> str:
     return f"{share * 100:.1f}%"
+
+
+def share(value: float | None) -> str:
+    """A proportion already divided (``0.8``) as a percentage; a dash for none."""
+    return NONE if value is None else percent(value)
+
+
+def interval(low: float, high: float) -> str:
+    """A rate's interval: ``69.2\u201387.7%``."""
+    return f"{low * 100:.1f}\u2013{high * 100:.1f}%"
+
+
+def points(difference: float | None) -> str:
+    """A difference of two rates in percentage points, signed: ``+20.0 pts``."""
+    return NONE if difference is None else f"{difference * 100:+.1f} pts"
+
+
+def points_interval(low: float | None, high: float | None) -> str:
+    """The interval of a difference: ``+5.2 to +33.4 pts``."""
+    if low is None or high is None:
+        return NONE
+    return f"{low * 100:+.1f} to {high * 100:+.1f} pts"
+
+
+def p_value(value: float | None) -> str:
+    """Three decimals, or ``< 0.001`` below that; a dash when no test could be made."""
+    if value is None:
+        return NONE
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def score(value: float | None) -> str:
+    """An average answer with one decimal; a dash without answers."""
+    return NONE if value is None else f"{value:.1f}"
+
+
+def nps(value: float | None) -> str:
+    """A Net Promoter Score, from -100 to 100, signed and whole: ``+20``."""
+    return NONE if value is None else f"{round(value):+d}"
+
+
+HEAT_LEVELS: Final = 5
+
+
+def heat(count: int, total: int) -> str:
+    """The shading class of a table cell by ``count / total``: ``heat-0`` for none, then one
+    level per fifth up to ``heat-5`` (the cell also states its number)."""
+    if total <= 0 or count <= 0:
+        return "heat-0"
+    return f"heat-{max(1, min(HEAT_LEVELS, math.ceil(count / total * HEAT_LEVELS)))}"
 
 
 def duration(seconds: float | None) -> str:
@@ -74,6 +126,31 @@ def waiting(found: dict[str, Any] | None) -> str:
             return f"the date in the trait \u201c{found['until_date'].get('trait')}\u201d"
         return f"a delay of {duration(found.get('seconds'))}"
     return str(found.get("kind", NONE))
+
+
+# --- words ----------------------------------------------------------------------------------
+
+# The exit reasons of ``storage.exits.EXIT_REASONS`` in a marketer's words (docs/reports.md).
+REASON_LABELS: Final[dict[str, str]] = {
+    "timeout": "timed out (max dwell)",
+    "exit_rule": "exit event",
+    "exit_step": "exit step",
+    "erasure": "erased",
+    "merge": "merged with another customer",
+    "archived": "journey archived",
+    "no_goal": "moved on (stage has no goal)",
+    "goto": "jumped away (goto)",
+    "migration": "migrated to another version",
+    "unknown": "reason unknown",
+}
+HOLDOUT_LABEL: Final = "held out (no messages)"
+
+
+def reason_label(reason: str) -> str:
+    """Why customers left, in words; ``holdout`` for held-out customers, whatever their reason."""
+    if reason == "holdout":
+        return HOLDOUT_LABEL
+    return REASON_LABELS.get(reason, reason)
 
 
 # --- live keys ------------------------------------------------------------------------------

@@ -77,20 +77,34 @@ def root(width: float, height: float, *, title: str, description: str, **attrs: 
     return svg
 
 
-def hatch_pattern(svg: ET.Element) -> None:
-    """Diagonal vermillion stripes on a pale ground: the drop-off mark, visible in grey too."""
+def stripes(svg: ET.Element, pattern_id: str, *, ground: str, stripe: str) -> None:
+    """A pattern of diagonal stripes on a ground: a fill that still reads in grey print.
+
+    Pattern ids are global to the HTML page, so each chart names its own.
+    """
     defs = element(svg, "defs")
     pattern = element(
         defs,
         "pattern",
-        id=HATCH_ID,
+        id=pattern_id,
         patternUnits="userSpaceOnUse",
         width=8,
         height=8,
         patternTransform="rotate(45)",
     )
-    element(pattern, "rect", width=8, height=8, fill=WARN_GROUND)
-    element(pattern, "line", x1=0, y1=0, x2=0, y2=8, stroke=VERMILLION, stroke_width=3)
+    element(pattern, "rect", width=8, height=8, fill=ground)
+    element(pattern, "line", x1=0, y1=0, x2=0, y2=8, stroke=stripe, stroke_width=3)
+
+
+def hatch_pattern(svg: ET.Element) -> None:
+    """Diagonal vermillion stripes on a pale ground: the drop-off mark, visible in grey too."""
+    stripes(svg, HATCH_ID, ground=WARN_GROUND, stripe=VERMILLION)
+
+
+def whisker(x1: float, x2: float, y: float, cap: float = 6) -> str:
+    """An interval as a path: a line from ``x1`` to ``x2`` with a cap at each end."""
+    top, tall = f"{y - cap:.1f}", f"{2 * cap:g}"
+    return f"M{x1:.1f} {y:.1f}H{x2:.1f}M{x1:.1f} {top}v{tall}M{x2:.1f} {top}v{tall}"
 
 
 def to_string(svg: ET.Element) -> str:

@@ -1,11 +1,13 @@
 """What each dashboard page shows, gathered from storage: the journeys list, one journey,
 one customer. The routes render these with the templates in ``api/templates/dashboard``.
 
-Three more sections of the journey page are planned: exits by reason and cohorts,
-experiments and holdout, and the emotion curve. Each has a slot in ``SECTIONS`` and a block
-of the same name in ``journey.html``: a section registers a ``SectionHook`` under its slot
-(the hook gathers its data) and ships ``dashboard/sections/<slot>.html`` (which renders it
-as ``section``).
+The journey page has three sections beyond the map and the charts: exits by reason and
+cohorts, experiments and holdout, and the emotion curve. Each has a slot in ``SECTIONS`` and
+a block of the same name in ``journey.html``: a section registers a ``SectionHook`` under its
+slot (the hook gathers its data; ``sections`` registers the three) and ships
+``dashboard/sections/<slot>.html`` (which renders it as ``section``). The emotion curve's
+block sits under the map; exits and cohorts render in two places (``part``): the exits beside
+the funnel, the cohorts (a wide table) across the page in the ``cohorts`` block.
 """
 
 from __future__ import annotations
@@ -48,11 +50,12 @@ class JourneyRef:
     journey_id: str
     plan: Plan
     version: str | None  # None: every version's numbers
+    versions: tuple[str, ...] = ()  # every deployed version, oldest first
 
 
 SectionHook = Callable[[asyncpg.Pool, JourneyRef], Awaitable[dict[str, Any]]]
 
-# Slot name -> hook; a slot without a hook shows nothing. Filled by the sections' modules.
+# Slot name -> hook; a slot without a hook shows nothing. Filled by ``sections``.
 SECTIONS: dict[str, SectionHook | None] = {
     "exits_and_cohorts": None,
     "experiments": None,
@@ -61,7 +64,11 @@ SECTIONS: dict[str, SectionHook | None] = {
 
 
 async def _sections(pool: asyncpg.Pool, ref: JourneyRef) -> dict[str, dict[str, Any]]:
-    return {name: await hook(pool, ref) for name, hook in SECTIONS.items() if hook is not None}
+    """Every filled slot's data; the hooks read the pool side by side, each on its own
+    connections, so the page waits for the slowest section rather than for all in turn."""
+    hooks = [(name, hook) for name, hook in SECTIONS.items() if hook is not None]
+    found = await asyncio.gather(*(hook(pool, ref) for _, hook in hooks))
+    return {name: data for (name, _), data in zip(hooks, found, strict=True)}
 
 
 # --- the journeys list ----------------------------------------------------------------------
@@ -162,7 +169,9 @@ async def journey_page(
         trends_svg=Markup(time_charts.trends_chart(trend, bucket=bucket)),
         timing_svg=Markup(time_charts.timing_chart(timing)),
         read_at=until,
-        sections=await _sections(pool, JourneyRef(journey_id, plan, version)),
+        sections=await _sections(
+            pool, JourneyRef(journey_id, plan, version, tuple(summary.versions))
+        ),
     )
 
 

@@ -1,4 +1,6 @@
-"""The dashboard in headless Chromium: sign in, the journeys, the map, live numbers, a phone."""
+"""The dashboard in headless Chromium: sign in, the journeys, the map, live numbers, the
+sections (exits and cohorts, experiments and holdout, the emotion curve), two versions
+compared, on a laptop and on a phone."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from playwright.async_api import (
 from journeyman.orchestrator.api import Services
 from journeyman.orchestrator.dashboard import formatting, session
 
+from ..orchestrator.dashboard import sections_seed
 from ..orchestrator.dashboard.seed import EXPECTED, JOURNEY, JOURNEY_ID, STAGES, seed, transitions
 from .conftest import ADMIN_TOKEN, WRITE_KEY, Served, artifacts_dir
 
@@ -90,6 +93,17 @@ async def sign_in(tab: Tab, api: Served, path: str = "/dashboard") -> None:
     await tab.page.fill("#token", ADMIN_TOKEN)
     await tab.page.click("button[type=submit].primary")
     await tab.page.wait_for_url(f"{api.url}{path}")
+
+
+async def fits_its_card(page: Page, selector: str) -> None:
+    """The table is whole inside its frame: nothing to scroll to, its last heading in view."""
+    wrap = page.locator(f".table-wrap:has({selector})")
+    hidden = await wrap.evaluate("element => element.scrollWidth - element.clientWidth")
+    assert hidden <= 0, f"{selector} overflows its card by {hidden}px"
+    frame = await wrap.bounding_box()
+    last = await page.locator(f"{selector} thead th").last.bounding_box()
+    assert frame is not None and last is not None
+    assert last["x"] + last["width"] <= frame["x"] + frame["width"] + 0.5
 
 
 async def live(page: Page, key: str) -> str:
@@ -180,6 +194,8 @@ async def test_the_journey_page_draws_the_map_with_the_numbers_of_the_api(
     for row in touchpoints["touchpoints"]:
         for field in ("sent", "opened", "clicked", "conversions"):
             assert await live(page, formatting.step_key(row["step_id"], field)) == str(row[field])
+    # Wide tables stay inside their card: the stage table's last column is not cut off.
+    await fits_its_card(page, "table.stages")
     await page.screenshot(path=str(artifacts_dir() / "dashboard-journey.png"), full_page=True)
     assert desktop.problems() == []
 
@@ -226,3 +242,145 @@ async def test_numbers_change_in_the_open_page_without_a_reload(
     await asyncio.sleep(0.2)  # let the highlight start, for the screenshot
     await page.screenshot(path=str(artifacts_dir() / "dashboard-journey-live.png"))
     assert desktop.problems() == []
+
+
+@dataclass
+class Offers:
+    """The ``offers`` journey with an experiment, a holdout, answers and two versions."""
+
+    api: Served
+    first: str
+    second: str
+
+    async def json(self, path: str) -> Any:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        async with httpx.AsyncClient(base_url=self.api.url, headers=headers) as http:
+            response = await http.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@pytest.fixture
+async def offers(live_api: Served, services: Services) -> Offers:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(base_url=live_api.url, headers=headers) as http:
+        first = await http.post("/api/journeys", content=sections_seed.JOURNEY)
+        assert first.status_code == 201, first.text
+        await sections_seed.seed_sections(
+            services.pool, http, WRITE_KEY, version=first.json()["version"]
+        )
+        second = await http.post("/api/journeys", content=sections_seed.SECOND)
+        assert second.status_code == 201, second.text
+    await sections_seed.second_version(services.pool, version=second.json()["version"])
+    return Offers(live_api, first.json()["version"], second.json()["version"])
+
+
+async def test_the_journey_page_shows_exits_cohorts_experiments_and_feelings(
+    offers: Offers, desktop: Tab, browser: Browser
+) -> None:
+    path = f"/dashboard/journeys/{sections_seed.JOURNEY_ID}"
+    await sign_in(desktop, offers.api, path)
+    page = desktop.page
+    for selector in (
+        "#emotions svg.emotions",
+        "#exits svg.exits",
+        "#cohorts table.cohorts",
+        "#experiments svg.experiment",
+        "#experiments svg.holdout",
+    ):
+        await expect(page.locator(selector)).to_be_visible()
+
+    # The emotion curve sits under the map, in its column: the feelings along the same stages.
+    map_box = await page.locator("svg.metro").bounding_box()
+    curve_box = await page.locator("svg.emotions").bounding_box()
+    assert map_box is not None and curve_box is not None
+    assert curve_box["y"] > map_box["y"] + map_box["height"]
+    assert abs(curve_box["x"] - map_box["x"]) < 2
+    points = page.locator("svg.emotions g.stage-point")
+    assert [await points.nth(i).get_attribute("data-stage") for i in range(3)] == (
+        sections_seed.STAGES
+    )
+    emotions = await offers.json(f"/api/journeys/{sections_seed.JOURNEY_ID}/emotions")
+    welcome = emotions["stages"][0]
+    assert await points.nth(0).locator(".average").text_content() == f"{welcome['average']:.1f}"
+    assert await points.nth(0).locator(".answers").text_content() == f"n={welcome['answers']}"
+    assert await points.nth(2).locator(".no-answers").text_content() == "no answers"
+
+    experiments = await offers.json(f"/api/journeys/{sections_seed.JOURNEY_ID}/experiments")
+    [offer] = experiments["experiments"]
+    winner = page.locator('article[data-step="offer-test"] [data-field="winner"]')
+    assert "Winner: discount" in (await winner.text_content() or "")
+    discount = {v["name"]: v for v in offer["variants"]}["discount"]
+    verdict = page.locator('svg.experiment g[data-group="discount"] .verdict')
+    assert await verdict.text_content() == "significantly better than the control"
+    assert discount["significant"] is True
+    uplift = experiments["holdout"]["uplift"]
+    shown = await page.locator('[data-field="uplift"] strong').text_content()
+    assert shown == f"Uplift {uplift * 100:+.1f} pts"
+
+    for selector in ("table.stages", "table.exits"):
+        await fits_its_card(page, selector)
+    await page.screenshot(
+        path=str(artifacts_dir() / "dashboard-journey-sections.png"), full_page=True
+    )
+    assert desktop.problems() == []
+
+    phone = await open_tab(browser, PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        await sign_in(phone, offers.api, path)
+        overflow = await phone.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        for selector in ("svg.emotions", "svg.exits", "svg.experiment", "svg.holdout"):
+            box = await phone.page.locator(selector).bounding_box()
+            assert box is not None and box["width"] <= PHONE["width"], selector
+        await phone.page.screenshot(
+            path=str(artifacts_dir() / "dashboard-journey-sections-phone.png"), full_page=True
+        )
+        assert phone.problems() == []
+    finally:
+        await phone.context.close()
+
+
+async def test_two_versions_are_compared_side_by_side(
+    offers: Offers, desktop: Tab, browser: Browser
+) -> None:
+    journey = f"/dashboard/journeys/{sections_seed.JOURNEY_ID}"
+    await sign_in(desktop, offers.api, journey)
+    page = desktop.page
+    # The version selector links to the comparison of the active version with the one before.
+    await page.click(".compare-link a")
+    compare = f"{journey}/compare?a={offers.first}&b={offers.second}"
+    await page.wait_for_url(f"{offers.api.url}{compare}")
+    for selector in ("svg.compare-conversion", "svg.compare-exits", "svg.compare-timing"):
+        await expect(page.locator(selector)).to_be_visible()
+
+    report = await offers.json(
+        f"/api/journeys/{sections_seed.JOURNEY_ID}/compare?a={offers.first}&b={offers.second}"
+    )
+    welcome = report["stages"][0]
+    row = page.locator('table.compare-stages tr[data-stage="welcome"]')
+    assert await row.locator('[data-field="a_entered"]').text_content() == str(welcome["a_entered"])
+    assert await row.locator('[data-field="b_rate"]').text_content() == (
+        f"{welcome['b_rate'] * 100:.1f}%"
+    )
+    assert await row.locator('[data-field="difference"]').text_content() == (
+        f"{welcome['difference'] * 100:+.1f} pts"
+    )
+    await page.screenshot(path=str(artifacts_dir() / "dashboard-compare.png"), full_page=True)
+    assert desktop.problems() == []
+
+    phone = await open_tab(browser, PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        await sign_in(phone, offers.api, compare)
+        overflow = await phone.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        await phone.page.screenshot(
+            path=str(artifacts_dir() / "dashboard-compare-phone.png"), full_page=True
+        )
+        assert phone.problems() == []
+    finally:
+        await phone.context.close()

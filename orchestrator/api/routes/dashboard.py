@@ -1,7 +1,8 @@
 """The dashboard: server-rendered pages over the KPIs, behind the admin token.
 
-- ``GET /dashboard``: the journeys; ``GET /dashboard/journeys/{id}``: one journey's map and
-  charts; ``GET /dashboard/journeys/{id}/live``: its numbers as server-sent events;
+- ``GET /dashboard``: the journeys; ``GET /dashboard/journeys/{id}``: one journey's map,
+  charts and sections; ``GET /dashboard/journeys/{id}/live``: its numbers as server-sent
+  events; ``GET /dashboard/journeys/{id}/compare?a=&b=``: two of its versions side by side;
   ``GET /dashboard/customers?q=`` and ``/dashboard/customers/{id}``: one customer.
 - ``GET|POST /dashboard/sign-in``, ``POST /dashboard/sign-out``: the session cookie
   (``orchestrator.dashboard.session``), which proves the admin token without holding it. A
@@ -29,7 +30,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from journeyman.orchestrator.dashboard import (
     Feeds,
     JourneyReader,
+    SameVersion,
     UnknownJourney,
+    compare_page,
     customer_exists,
     customer_page,
     formatting,
@@ -279,6 +282,32 @@ async def journey(
     if page.version is not None:
         live += f"?{urlencode({'version': page.version})}"
     return _page("journey.html", page=page, live_source=live, signed_in=True)
+
+
+@router.get(PREFIX + "/journeys/{journey_id}/compare")
+async def journey_compare(
+    journey_id: str,
+    request: Request,
+    services: ServicesDep,
+    a: str | None = None,
+    b: str | None = None,
+) -> Response:
+    """Two versions of a journey side by side: conversion, exits by reason, time to convert."""
+    if not _signed_in(request, services):
+        return _to_sign_in(request)
+    if not a or not b:
+        return _problem(
+            400,
+            "Choose two versions",
+            "Name the two versions to compare as a and b: ?a=VERSION&b=VERSION.",
+        )
+    try:
+        page = await compare_page(services.pool, journey_id, a=a, b=b)
+    except SameVersion as exc:
+        return _problem(400, "Choose two versions", f"{str(exc).capitalize()}.")
+    except UnknownJourney as exc:
+        return _problem(404, "Not found", f"{str(exc).capitalize()}.")
+    return _page("compare.html", page=page, signed_in=True)
 
 
 def _feeds(request: Request) -> Feeds:

@@ -202,11 +202,21 @@ async def test_section_hooks_get_the_journey_and_fill_their_slot(
 
     monkeypatch.setitem(views.SECTIONS, "experiments", experiments)
     page = await views.journey_page(dash.pool, JOURNEY_ID, version=version)
-    assert page.sections == {"experiments": {"variants": 2}}
-    assert [(r.journey_id, r.plan.version, r.version) for r in seen] == [
-        (JOURNEY_ID, version, version)
+    assert page.sections["experiments"] == {"variants": 2}
+    assert [(r.journey_id, r.plan.version, r.version, r.versions) for r in seen] == [
+        (JOURNEY_ID, version, version, (version,))
     ]
-    assert set(views.SECTIONS) == {"exits_and_cohorts", "experiments", "emotions"}
+    # Every slot has its section's hook.
+    assert (
+        set(page.sections)
+        == set(views.SECTIONS)
+        == {
+            "exits_and_cohorts",
+            "experiments",
+            "emotions",
+        }
+    )
+    assert all(hook is not None for hook in views.SECTIONS.values())
 
 
 # --- customers --------------------------------------------------------------------------------
