@@ -10,7 +10,7 @@ this package does no HTTP, so its drawings and readings are tested on their own.
 
 from . import charts, formatting, metro, session, time_charts
 from . import sections as sections  # fills the journey page's section slots
-from .board import Board, Stage, Station, Totals, build, numbers
+from .board import Board, Measure, Observed, Stage, Station, Totals, build, numbers
 from .comparison import ComparePage, SameVersion, compare_page
 from .live import Feeds, JourneyReader, stream
 from .readings import has_version, page_numbers, read_board
@@ -36,6 +36,8 @@ __all__ = [
     "JourneyReader",
     "JourneyRef",
     "JourneyRow",
+    "Measure",
+    "Observed",
     "SameVersion",
     "SectionHook",
     "Stage",

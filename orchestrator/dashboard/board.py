@@ -10,6 +10,9 @@ Definitions a reader of the dashboard relies on (docs/dashboard.md):
   is largest (the first such stage on a tie, none while it is 0 everywhere);
 - a *key station* is the touchpoint of its stage that was the last touch of the most
   conversions (every one tied for the most; none while the stage has no conversions);
+- an *observed* station is a touchpoint the engine does not send (the website, social media,
+  an event, a store): it is only measured, by the KPI the journey declares for it, so it is
+  never key;
 - the journey's *entered* is the entries into its first stage, *converted* the customers
   who reached the journey's goal or the last stage's goal, *inside now* everyone in a stage.
 """
@@ -20,15 +23,30 @@ from dataclasses import dataclass, replace
 
 from journeyman.orchestrator.proportions import Interval, wilson
 from journeyman.orchestrator.storage.funnel import StageFunnel
-from journeyman.orchestrator.storage.kpis import TouchpointKpis
+from journeyman.orchestrator.storage.kpis import TouchpointKind, TouchpointKpis, counted_as
 from journeyman.workflows.plan import Plan, SendStep, Step, children
 
 from . import formatting as fmt
 
 
 @dataclass(frozen=True)
+class Measure:
+    """A touchpoint's declared goal and KPI, and what the KPI counted (docs/kpis.md)."""
+
+    goal: str | None = None
+    kpi: str | None = None  # the KPI's name (orders, visits); None: no KPI declared
+    kpi_event: str | None = None  # what counts one: an event's name, ``page``, ``screen``
+    count: int = 0  # KPI events counted
+    customers: int = 0  # distinct customers who sent them
+
+    @property
+    def declared(self) -> bool:
+        return self.goal is not None or self.kpi is not None
+
+
+@dataclass(frozen=True)
 class Station:
-    """A send step on the map, with what became of its messages."""
+    """A send step on the map, with what became of its messages and its goal and KPI."""
 
     step_id: str
     channel: str
@@ -38,6 +56,16 @@ class Station:
     clicked: int = 0
     conversions: int = 0
     key: bool = False
+    measure: Measure = Measure()
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A touchpoint of a stage the engine does not send (``observe`` in the journey file),
+    with its goal and what its KPI counted among the customers in the stage."""
+
+    touchpoint_id: str
+    measure: Measure
 
 
 @dataclass(frozen=True)
@@ -53,6 +81,7 @@ class Stage:
     stations: tuple[Station, ...]
     in_plan: bool  # False for a stage only older versions had
     dropoff: bool = False
+    observed: tuple[Observed, ...] = ()
 
     @property
     def dropped(self) -> int:
@@ -81,7 +110,9 @@ class Board:
     version: str  # the plan drawn: the version asked for, or the active one
     stages: tuple[Stage, ...]
     totals: Totals
-    touchpoints: tuple[TouchpointKpis, ...]  # every send step, older versions' ones too
+    # Every touchpoint of the touchpoints report: observed ones and send steps, older
+    # versions' send steps too.
+    touchpoints: tuple[TouchpointKpis, ...]
 
     @property
     def dropoff(self) -> Stage | None:
@@ -100,7 +131,12 @@ def stations(plan: Plan) -> dict[str, list[Station]]:
     def visit(steps: list[Step], parent: str | None, into: list[Station]) -> None:
         for step in steps:
             if isinstance(step, SendStep):
-                into.append(Station(step.id, step.channel, parent))
+                measure = Measure(
+                    goal=step.goal,
+                    kpi=step.kpi.name if step.kpi is not None else None,
+                    kpi_event=counted_as(step.kpi) if step.kpi is not None else None,
+                )
+                into.append(Station(step.id, step.channel, parent, measure=measure))
             for nested in children(step):
                 visit(nested, step.id, into)
 
@@ -108,6 +144,23 @@ def stations(plan: Plan) -> dict[str, list[Station]]:
     for stage in plan.stages:
         visit(stage.steps, None, found.setdefault(stage.name, []))
     return found
+
+
+def observed(plan: Plan) -> dict[str, list[Observed]]:
+    """Every observed touchpoint of each stage, in document order."""
+    return {
+        stage.name: [
+            Observed(seen.id, Measure(seen.goal, seen.kpi.name, counted_as(seen.kpi)))
+            for seen in stage.observed
+        ]
+        for stage in plan.stages
+    }
+
+
+def _counted(measure: Measure, kpis: TouchpointKpis | None) -> Measure:
+    if kpis is None or measure.kpi is None:
+        return measure
+    return replace(measure, count=kpis.kpi_count or 0, customers=kpis.kpi_customers or 0)
 
 
 def _with_counts(station: Station, kpis: TouchpointKpis | None) -> Station:
@@ -119,6 +172,7 @@ def _with_counts(station: Station, kpis: TouchpointKpis | None) -> Station:
         opened=kpis.opened,
         clicked=kpis.clicked,
         conversions=kpis.conversions,
+        measure=_counted(station.measure, kpis),
     )
 
 
@@ -129,8 +183,10 @@ def _mark_keys(found: list[Station]) -> tuple[Station, ...]:
 
 def build(plan: Plan, funnel: list[StageFunnel], touchpoints: list[TouchpointKpis]) -> Board:
     """The board of ``plan`` from its counters (``funnel`` may list stages the plan lacks)."""
-    by_step = {t.step_id: t for t in touchpoints}
+    # By kind too: an observed touchpoint may share its id with an older version's send step.
+    by_step = {(t.kind, t.step_id): t for t in touchpoints}
     placed = stations(plan)
+    seen = observed(plan)
     in_plan = {s.name for s in plan.stages}
     drafts = [
         Stage(
@@ -143,9 +199,16 @@ def build(plan: Plan, funnel: list[StageFunnel], touchpoints: list[TouchpointKpi
             goal=row.goal,
             migrated=row.migrated,
             stations=_mark_keys(
-                [_with_counts(s, by_step.get(s.step_id)) for s in placed.get(row.stage, [])]
+                [
+                    _with_counts(s, by_step.get(("message", s.step_id)))
+                    for s in placed.get(row.stage, [])
+                ]
             ),
             in_plan=row.stage in in_plan,
+            observed=tuple(
+                replace(o, measure=_counted(o.measure, by_step.get(("observed", o.touchpoint_id))))
+                for o in seen.get(row.stage, [])
+            ),
         )
         for row in funnel
     ]
@@ -196,10 +259,16 @@ def numbers(board: Board) -> dict[str, str]:
         out[fmt.stage_key(name, "exited")] = fmt.count(stage.exited)
         out[fmt.stage_key(name, "goal")] = fmt.count(stage.goal)
     for row in board.touchpoints:
+        if row.kind == "observed":
+            if row.kpi is not None:
+                out.update(_kpi_numbers(row.step_id, "observed", row.kpi_count, row.kpi_customers))
+            continue
         for field in TOUCHPOINT_COUNTS:
             out[fmt.step_key(row.step_id, field)] = fmt.count(getattr(row, field))
         out[fmt.step_key(row.step_id, "opened_rate")] = fmt.rate(row.opened, row.sent)
         out[fmt.step_key(row.step_id, "clicked_rate")] = fmt.rate(row.clicked, row.sent)
+        if row.kpi is not None:
+            out.update(_kpi_numbers(row.step_id, "message", row.kpi_count, row.kpi_customers))
     for stage in board.stages:
         # A station the ledger has not seen yet still shows its zeros.
         for station in stage.stations:
@@ -208,4 +277,28 @@ def numbers(board: Board) -> dict[str, str]:
             out.setdefault(fmt.step_key(step, "opened_rate"), fmt.NONE)
             out.setdefault(fmt.step_key(step, "clicked_rate"), fmt.NONE)
             out.setdefault(fmt.step_key(step, "conversions"), fmt.count(station.conversions))
+            if station.measure.kpi is not None:
+                found = station.measure
+                _keep(out, _kpi_numbers(step, "message", found.count, found.customers))
+        for seen in stage.observed:
+            found = seen.measure
+            _keep(out, _kpi_numbers(seen.touchpoint_id, "observed", found.count, found.customers))
     return out
+
+
+def _keep(out: dict[str, str], defaults: dict[str, str]) -> None:
+    """Add the ``defaults`` that ``out`` has no value for."""
+    for key, value in defaults.items():
+        out.setdefault(key, value)
+
+
+def _kpi_numbers(
+    touchpoint_id: str, kind: TouchpointKind, count: int | None, customers: int | None
+) -> dict[str, str]:
+    """A KPI's live numbers: its count, its customers, and the customers in words."""
+    key = fmt.kpi_key(touchpoint_id, kind)
+    return {
+        key("kpi_count"): fmt.count(count or 0),
+        key("kpi_customers"): fmt.count(customers or 0),
+        key("kpi_customers_text"): fmt.customers(customers or 0),
+    }

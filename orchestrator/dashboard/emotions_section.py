@@ -12,9 +12,10 @@ from typing import Any
 import asyncpg
 from markupsafe import Markup
 
+from journeyman.orchestrator.storage.kpis import declared_touchpoints
 from journeyman.orchestrator.storage.satisfaction import emotion_curve
 
-from . import emotion_charts, readings
+from . import emotion_charts
 from .views import JourneyRef
 
 
@@ -26,7 +27,7 @@ async def emotions(pool: asyncpg.Pool, ref: JourneyRef) -> dict[str, Any]:
         pool,
         journey_id=ref.journey_id,
         stages=plan_stages,
-        steps=[(step_id, stage) for step_id, stage, _ in readings.send_steps(ref.plan)],
+        steps=[(t.id, t.stage) for t in declared_touchpoints(ref.plan) if t.kind == "message"],
         version=ref.version,
     )
     answers = sum(p.answers for p in curve.stages)

@@ -7,16 +7,23 @@ the stream reads exactly like the one the server rendered.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 NONE: Final = "\u2013"  # an en dash: no value yet (no trials, no conversions)
 
 
 def count(value: int) -> str:
     return f"{value:,}"
+
+
+def customers(value: int) -> str:
+    """``1 customer``, ``1,204 customers``."""
+    return f"{count(value)} customer{'' if value == 1 else 's'}"
 
 
 def rate(successes: int, trials: int) -> str:
@@ -167,6 +174,19 @@ def stage_key(stage: str, field: str) -> str:
 
 def step_key(step_id: str, field: str) -> str:
     return f"step:{step_id}:{field}"
+
+
+def observed_key(touchpoint_id: str, field: str) -> str:
+    """An observed touchpoint's number: its own prefix, as its id may be an older version's
+    send step's."""
+    return f"observed:{touchpoint_id}:{field}"
+
+
+def kpi_key(touchpoint_id: str, kind: Literal["message", "observed"]) -> Callable[[str], str]:
+    """The live key of each of a touchpoint's KPI fields, by its kind."""
+    if kind == "observed":
+        return functools.partial(observed_key, touchpoint_id)
+    return functools.partial(step_key, touchpoint_id)
 
 
 def funnel_key(stage: str, field: str) -> str:

@@ -14,6 +14,11 @@ The stream's messages::
 
     : heartbeat
 
+Keys name what they count: ``journey:<field>``, ``stage:<stage>:<field>``, ``funnel:...``
+(the bars), ``step:<step id>:<field>`` for a send step's numbers and its KPI
+(``kpi_count``, ``kpi_customers``, ``kpi_customers_text``), and ``observed:<id>:<field>`` for
+an observed touchpoint's KPI (``formatting``).
+
 ``layout`` changes when the drawing itself must change (the busiest drop-off moved to
 another stage, another touchpoint became key, a new version is active): the page reloads.
 """
@@ -38,7 +43,8 @@ from . import readings
 log = logging.getLogger(__name__)
 
 POLL_SECONDS: Final = 1.0
-# Touchpoint KPIs read the journey's deliveries: every fifth poll is fresh enough.
+# Touchpoint KPIs read the journey's deliveries and its customers' KPI events: every fifth
+# poll is fresh enough.
 TOUCHPOINTS_EVERY: Final = 5
 HEARTBEAT_SECONDS: Final = 15.0
 RETRY_MILLISECONDS: Final = 3000

@@ -2,9 +2,12 @@
 
 The line runs top to bottom (a strip map, as on a platform sign), so labels have the width of
 the screen on a laptop and on a phone alike. Along each stage's segment sit its touchpoints
-(send steps) as stations: a tick for a touchpoint, a ringed circle (the interchange symbol)
-for a key touchpoint. Each stage's header says how many entered, are in it now and
-converted; the busiest drop-off is hatched and labelled, so it reads without colour.
+as stations (``metro_stations``): first the touchpoints the engine does not send but
+measures (``observe``: the website, social media, an event, a store) as hollow squares, then
+its send steps, a tick for a touchpoint and a ringed circle (the interchange symbol) for a
+key touchpoint, each with its goal and KPI when the journey declares them. Each stage's
+header says how many entered, are in it now and converted; the busiest drop-off is hatched
+and labelled, so it reads without colour.
 
 Every number carries ``data-live`` with its key (``formatting``), for the live updates.
 """
@@ -15,37 +18,27 @@ import xml.etree.ElementTree as ET
 from typing import Final
 
 from . import formatting as fmt
+from . import metro_stations as stations
 from . import svg
-from .board import Board, Stage, Station
+from .board import Board, Stage
+from .metro_stations import LABEL_CHARS as LABEL_CHARS
+from .metro_stations import LINE_X as LINE_X
+from .metro_stations import TEXT_X as TEXT_X
+from .metro_stations import live, say
 
 WIDTH: Final = 390
-LINE_X: Final = 28
-TEXT_X: Final = 54
 TOP: Final = 12
 STAGE_HEADER: Final = 58
 DROPOFF_LINE: Final = 18
-STATION_ROW: Final = 60
+EMPTY_ROW: Final = 60
 STAGE_GAP: Final = 10
-LEGEND: Final = 84
-LABEL_CHARS: Final = 38
+LEGEND: Final = 106
 
 
 def _stage_height(stage: Stage) -> int:
-    rows = max(len(stage.stations), 1)
-    return STAGE_HEADER + (DROPOFF_LINE if stage.dropoff else 0) + rows * STATION_ROW
-
-
-def _live(parent: ET.Element, key: str, value: str) -> None:
-    svg.element(parent, "tspan", value, data_live=key)
-
-
-def _say(parent: ET.Element, text: str) -> None:
-    """Plain text after whatever ``parent`` already holds."""
-    inside = list(parent)
-    if inside:
-        inside[-1].tail = (inside[-1].tail or "") + text
-    else:
-        parent.text = (parent.text or "") + text
+    rows = sum(stations.observed_height(o) for o in stage.observed)
+    rows += sum(stations.station_height(s) for s in stage.stations)
+    return STAGE_HEADER + (DROPOFF_LINE if stage.dropoff else 0) + (rows or EMPTY_ROW)
 
 
 def _header(group: ET.Element, stage: Stage, colour: str, y: int) -> int:
@@ -63,12 +56,12 @@ def _header(group: ET.Element, stage: Stage, colour: str, y: int) -> int:
         class_="stage-name",
     )
     stats = svg.element(group, "text", x=TEXT_X, y=y + 31, font_size=12, fill=svg.INK)
-    _say(stats, "entered ")
-    _live(stats, fmt.stage_key(stage.name, "entered"), fmt.count(stage.entered))
-    _say(stats, " · in now ")
-    _live(stats, fmt.stage_key(stage.name, "current"), fmt.count(stage.current))
-    _say(stats, " · converted ")
-    _live(stats, fmt.stage_key(stage.name, "rate"), fmt.rate(stage.converted, stage.entered))
+    say(stats, "entered ")
+    live(stats, fmt.stage_key(stage.name, "entered"), fmt.count(stage.entered))
+    say(stats, " · in now ")
+    live(stats, fmt.stage_key(stage.name, "current"), fmt.count(stage.current))
+    say(stats, " · converted ")
+    live(stats, fmt.stage_key(stage.name, "rate"), fmt.rate(stage.converted, stage.entered))
     below = y + STAGE_HEADER - 10
     if stage.dropoff:
         mark = svg.element(
@@ -81,54 +74,11 @@ def _header(group: ET.Element, stage: Stage, colour: str, y: int) -> int:
             fill=svg.WARN_TEXT,
             class_="dropoff-label",
         )
-        _say(mark, "Busiest drop-off: ")
-        _live(mark, fmt.stage_key(stage.name, "dropped"), fmt.count(stage.dropped))
-        _say(mark, " left without converting")
+        say(mark, "Busiest drop-off: ")
+        live(mark, fmt.stage_key(stage.name, "dropped"), fmt.count(stage.dropped))
+        say(mark, " left without converting")
         below += DROPOFF_LINE
     return below
-
-
-def _station(group: ET.Element, station: Station, colour: str, y: int) -> None:
-    step = station.step_id
-    node = svg.element(
-        group,
-        "g",
-        class_="station key" if station.key else "station",
-        data_step=step,
-    )
-    kind = "key touchpoint" if station.key else "touchpoint"
-    svg.element(node, "title", f"{step} ({station.channel}), {kind}")
-    if station.key:
-        svg.element(
-            node, "circle", cx=LINE_X, cy=y, r=9, fill="#ffffff", stroke=svg.BLACK, stroke_width=3
-        )
-    else:
-        svg.element(node, "rect", x=LINE_X, y=y - 3, width=13, height=6, fill=colour)
-    label = f"{'↳ ' if station.nested_in else ''}{step} · {station.channel}"
-    svg.element(
-        node,
-        "text",
-        svg.clip(label, LABEL_CHARS),
-        x=TEXT_X,
-        y=y - 10,
-        font_size=13,
-        font_weight="bold" if station.key else None,
-        fill=svg.INK,
-        class_="station-name",
-    )
-    stats = svg.element(node, "text", x=TEXT_X, y=y + 6, font_size=11.5, fill=svg.MUTED)
-    _say(stats, "sent ")
-    _live(stats, fmt.step_key(step, "sent"), fmt.count(station.sent))
-    if station.channel == "email":
-        _say(stats, " · opened ")
-        _live(stats, fmt.step_key(step, "opened_rate"), fmt.rate(station.opened, station.sent))
-    _say(stats, " · clicked ")
-    _live(stats, fmt.step_key(step, "clicked_rate"), fmt.rate(station.clicked, station.sent))
-    outcome = svg.element(node, "text", x=TEXT_X, y=y + 21, font_size=11.5, fill=svg.INK)
-    _say(outcome, "conversions (last touch): ")
-    _live(outcome, fmt.step_key(step, "conversions"), fmt.count(station.conversions))
-    if station.key:
-        _say(outcome, " · key touchpoint")
 
 
 def _legend(svg_root: ET.Element, y: int) -> None:
@@ -139,18 +89,20 @@ def _legend(svg_root: ET.Element, y: int) -> None:
         group, "circle", cx=LINE_X, cy=y + 32, r=8, fill="#ffffff", stroke=svg.BLACK, stroke_width=3
     )
     svg.element(group, "text", "key touchpoint: most conversions in its stage", x=TEXT_X, y=y + 36)
+    stations.observed_mark(group, y + 54, class_="observed-key")
+    svg.element(group, "text", "observed touchpoint: measured, not sent", x=TEXT_X, y=y + 58)
     svg.element(
         group,
         "rect",
         x=LINE_X - 12,
-        y=y + 48,
+        y=y + 70,
         width=24,
         height=16,
         fill=f"url(#{svg.HATCH_ID})",
         stroke=svg.VERMILLION,
     )
     label = "busiest drop-off (most left without converting)"
-    svg.element(group, "text", label, x=TEXT_X, y=y + 60)
+    svg.element(group, "text", label, x=TEXT_X, y=y + 82)
 
 
 def metro_map(board: Board, *, journey_name: str) -> str:
@@ -158,8 +110,10 @@ def metro_map(board: Board, *, journey_name: str) -> str:
     stages = [s for s in board.stages if s.in_plan]
     height = TOP + sum(_stage_height(s) + STAGE_GAP for s in stages) + LEGEND
     found = board.dropoff
-    touchpoints = sum(len(s.stations) for s in stages)
+    observed = sum(len(s.observed) for s in stages)
+    touchpoints = sum(len(s.stations) for s in stages) + observed
     summary = f"{len(stages)} stages and {touchpoints} touchpoints"
+    summary += f" ({observed} observed, not sent)" if observed else ""
     summary += (
         f"; busiest drop-off: {found.name}, {fmt.count(found.dropped)} left without converting"
         if found is not None
@@ -223,13 +177,16 @@ def metro_map(board: Board, *, journey_name: str) -> str:
             class_="segment",
         )
         row = _header(group, stage, colour, y)
-        if not stage.stations:
+        if not stage.stations and not stage.observed:
             svg.element(
                 group, "text", "no touchpoints", x=TEXT_X, y=row + 20, font_size=12, fill=svg.MUTED
             )
+        for seen in stage.observed:
+            stations.observed_station(group, seen, row + 22)
+            row += stations.observed_height(seen)
         for station in stage.stations:
-            _station(group, station, colour, row + STATION_ROW // 2)
-            row += STATION_ROW
+            stations.send_station(group, station, colour, row + stations.STATION_ROW // 2)
+            row += stations.station_height(station)
         y += height_here + STAGE_GAP
     _legend(root, y + 8)
     return svg.to_string(root)

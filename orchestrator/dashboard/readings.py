@@ -2,7 +2,8 @@
 
 A reading is two cheap queries: the journey's row (active version, status) and its per-stage
 counters (``stage_kpis``, a few rows). The per-touchpoint KPIs cost more (they read the
-journey's deliveries), so the live stream refreshes them less often (``live``).
+journey's deliveries, and the KPI events of its customers), so the live stream refreshes them
+less often (``live``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from typing import Final
 import asyncpg
 
 from journeyman.orchestrator.storage import funnel, load_plan
-from journeyman.orchestrator.storage.kpis import TouchpointKpis, touchpoints
+from journeyman.orchestrator.storage.kpis import (
+    TouchpointKpis,
+    declared_touchpoints,
+    touchpoints,
+)
 from journeyman.workflows.plan import Plan
 
 from . import board as boards
@@ -62,22 +67,15 @@ async def plan_of(
         return None
 
 
-def send_steps(plan: Plan) -> list[tuple[str, str, str]]:
-    """(step id, stage, channel) of every send step, in document order."""
-    return [
-        (station.step_id, stage, station.channel)
-        for stage, found in boards.stations(plan).items()
-        for station in found
-    ]
-
-
 async def read_touchpoints(
     conn: asyncpg.Pool | asyncpg.Connection, plan: Plan, version: str | None
 ) -> list[TouchpointKpis]:
+    """The touchpoints report of ``plan`` (as ``GET /api/journeys/{id}/touchpoints`` reads
+    it): observed touchpoints and send steps, with their goals and KPI counts."""
     return await touchpoints(
         conn,
         journey_id=plan.journey_id,
-        steps=send_steps(plan),
+        steps=declared_touchpoints(plan),
         version=version,
         window=ATTRIBUTION_WINDOW,
     )

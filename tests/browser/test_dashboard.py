@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium: sign in, the journeys, the map, live numbers, the
-sections (exits and cohorts, experiments and holdout, the emotion curve), two versions
-compared, on a laptop and on a phone."""
+touchpoints' goals and KPIs (observed touchpoints too), the sections (exits and cohorts,
+experiments and holdout, the emotion curve), two versions compared, on a laptop and on a
+phone."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from playwright.async_api import (
 from journeyman.orchestrator.api import Services
 from journeyman.orchestrator.dashboard import formatting, session
 
-from ..orchestrator.dashboard import sections_seed
+from ..orchestrator.dashboard import kpi_seed, sections_seed
 from ..orchestrator.dashboard.seed import EXPECTED, JOURNEY, JOURNEY_ID, STAGES, seed, transitions
 from .conftest import ADMIN_TOKEN, WRITE_KEY, Served, artifacts_dir
 
@@ -242,6 +243,107 @@ async def test_numbers_change_in_the_open_page_without_a_reload(
     await asyncio.sleep(0.2)  # let the highlight start, for the screenshot
     await page.screenshot(path=str(artifacts_dir() / "dashboard-journey-live.png"))
     assert desktop.problems() == []
+
+
+@pytest.fixture
+async def launched(live_api: Served, services: Services) -> Seeded:
+    """The ``launch`` journey: goals and KPIs, observed touchpoints, KPI events ingested."""
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(base_url=live_api.url, headers=headers) as http:
+        response = await http.post("/api/journeys", content=kpi_seed.JOURNEY)
+    assert response.status_code == 201, response.text
+    version: str = response.json()["version"]
+    async with httpx.AsyncClient(base_url=live_api.url) as http:
+        await kpi_seed.seed_kpis(services.pool, http, WRITE_KEY, version=version)
+    return Seeded(live_api, version, services.pool)
+
+
+def said(row: dict[str, Any]) -> str:
+    """A touchpoint's goal and KPI as the map says them, from the touchpoints API's row."""
+    customers = row["kpi_customers"]
+    kpi = f"{row['kpi']} {row['kpi_count']} ({customers} customer{'s' * (customers != 1)})"
+    return f"goal: {row['goal']} · {kpi}"
+
+
+async def test_the_map_shows_goals_kpis_and_observed_touchpoints(
+    launched: Seeded, desktop: Tab, browser: Browser
+) -> None:
+    path = f"/dashboard/journeys/{kpi_seed.JOURNEY_ID}"
+    await sign_in(desktop, launched.api, path)
+    page = desktop.page
+    await expect(page.locator("#live-status")).to_have_text(re.compile(r"^Live"))
+    await page.evaluate("window.stillTheSamePage = true")
+
+    report = await launched.json(f"/api/journeys/{kpi_seed.JOURNEY_ID}/touchpoints")
+    rows = {t["step_id"]: t for t in report["touchpoints"]}
+    metro = page.locator("svg.metro")
+    observed = metro.locator("g.station.observed")
+    assert await observed.count() == len(kpi_seed.OBSERVED)
+    for index, name in enumerate(kpi_seed.OBSERVED):
+        station = observed.nth(index)
+        assert await station.get_attribute("data-observed") == name
+        assert await station.locator("rect.marker").is_visible()
+        assert await station.locator(".station-name").text_content() == f"{name} · observed"
+        assert await station.locator(".measure").text_content() == said(rows[name])
+        # Placed in its stage.
+        stage = metro.locator(
+            f'g.stage[data-stage="{rows[name]["stage"]}"] [data-observed="{name}"]'
+        )
+        assert await stage.count() == 1
+    offer = metro.locator('g.station[data-step="offer"] .measure')
+    assert await offer.text_content() == said(rows["offer"])
+    assert (rows["offer"]["kpi_count"], rows["offer"]["kpi_customers"]) == kpi_seed.EXPECTED[
+        "offer"
+    ]
+    invite = metro.locator('g.station[data-step="invite"] .measure')
+    assert await invite.text_content() == "goal: awareness · no KPI"
+    legend = await metro.locator("g.legend").text_content()
+    assert legend is not None and "observed touchpoint: measured, not sent" in legend
+
+    table = page.locator("table.touchpoints")
+    website = table.locator('tr[data-step="website"]')
+    assert await website.locator('[data-field="kind"]').text_content() == "observed"
+    assert await website.locator('[data-field="goal"]').text_content() == "traffic"
+    assert await website.locator('[data-field="kpi_count"]').text_content() == "3"
+    assert await website.locator('[data-field="kpi_customers"]').text_content() == "2"
+    await page.screenshot(path=str(artifacts_dir() / "dashboard-journey-kpis.png"), full_page=True)
+
+    # k5, still in awareness, visits the website twice: the map and the table count them
+    # without a reload.
+    async with httpx.AsyncClient(base_url=launched.api.url) as http:
+        for _ in range(2):
+            await kpi_seed.page_view(http, WRITE_KEY, "k5")
+    count = page.locator(f'[data-live="{formatting.observed_key("website", "kpi_count")}"]')
+    await expect(count.first).to_have_text("5", timeout=15_000)
+    await expect(website.locator('[data-field="kpi_count"]')).to_have_text("5")
+    assert await observed.first.locator(".measure").text_content() == (
+        "goal: traffic · visits 5 (2 customers)"
+    )
+    assert await page.evaluate("window.stillTheSamePage") is True
+    assert desktop.problems() == []
+
+    # On a phone the map fits the screen, and every goal and KPI line stays within it.
+    phone = await open_tab(browser, PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    try:
+        await sign_in(phone, launched.api, path)
+        overflow = await phone.page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0
+        drawn = await phone.page.locator("svg.metro").bounding_box()
+        assert drawn is not None and drawn["width"] <= PHONE["width"]
+        lines = phone.page.locator("svg.metro .measure")
+        assert await lines.count() == 4
+        for index in range(await lines.count()):
+            box = await lines.nth(index).bounding_box()
+            assert box is not None
+            assert box["x"] + box["width"] <= drawn["x"] + drawn["width"] + 0.5
+        await phone.page.screenshot(
+            path=str(artifacts_dir() / "dashboard-journey-kpis-phone.png"), full_page=True
+        )
+        assert phone.problems() == []
+    finally:
+        await phone.context.close()
 
 
 @dataclass
