@@ -34,7 +34,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, PushMessage
 from .errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from .http import certificate_error, detail, json_object, retry_after_seconds
+from .http import certificate_error, detail, exchange, json_object, retry_after_seconds
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -256,7 +256,9 @@ class ServiceAccountTokenSource:
         """Trade a fresh assertion for an access token and its lifetime in seconds."""
         what = "FCM access token request"
         try:
-            response = await self._client.post(
+            response = await exchange(
+                self._client,
+                "POST",
                 self.token_uri,
                 data={"grant_type": JWT_BEARER_GRANT, "assertion": self.assertion(now)},
                 headers={"Accept": "application/json"},
@@ -398,8 +400,12 @@ class FcmPush:
 
     async def _post(self, payload: dict[str, Any], token: str) -> httpx.Response:
         try:
-            return await self._client.post(
-                self.send_url, json=payload, headers={"Authorization": f"Bearer {token}"}
+            return await exchange(
+                self._client,
+                "POST",
+                self.send_url,
+                json=payload,
+                headers={"Authorization": f"Bearer {token}"},
             )
         except httpx.TransportError as exc:
             raise _transport_error(exc, what="FCM send") from None

@@ -37,7 +37,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, EmailMessage
 from .errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from .http import certificate_error, detail, json_object, retry_after_seconds
+from .http import certificate_error, detail, exchange, json_object, retry_after_seconds
 
 PROVIDER = "postmark"
 DEFAULT_BASE_URL = "https://api.postmarkapp.com"
@@ -204,7 +204,9 @@ class PostmarkProvider:
         token = self._token.get_secret_value()
         url = self.base_url + SEND_PATH
         try:
-            response = await self._client.post(
+            response = await exchange(
+                self._client,
+                "POST",
                 url,
                 json=payload,
                 headers={"X-Postmark-Server-Token": token, "Accept": "application/json"},

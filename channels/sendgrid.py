@@ -35,7 +35,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, EmailMessage
 from .errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from .http import certificate_error, detail, retry_after_seconds
+from .http import certificate_error, detail, exchange, retry_after_seconds
 
 PROVIDER = "sendgrid"
 DEFAULT_BASE_URL = "https://api.sendgrid.com"
@@ -207,7 +207,9 @@ class SendGridProvider:
         key = self._api_key.get_secret_value()
         url = self.base_url + SEND_PATH
         try:
-            response = await self._client.post(
+            response = await exchange(
+                self._client,
+                "POST",
                 url,
                 json=payload,
                 headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},

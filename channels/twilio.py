@@ -34,7 +34,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, SmsMessage
 from .errors import DeliveryError, PermanentDeliveryError, RetryableDeliveryError
-from .http import certificate_error, detail, json_object, retry_after_seconds
+from .http import certificate_error, detail, exchange, json_object, retry_after_seconds
 
 PROVIDER = "twilio"
 DEFAULT_BASE_URL = "https://api.twilio.com"
@@ -158,7 +158,9 @@ class TwilioSms:
         if message.status_callback is not None:
             form["StatusCallback"] = message.status_callback
         try:
-            response = await self._client.post(
+            response = await exchange(
+                self._client,
+                "POST",
                 self.messages_url,
                 data=form,
                 auth=(self.account_sid, self._auth_token.get_secret_value()),

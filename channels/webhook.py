@@ -33,7 +33,7 @@ from pydantic import SecretStr
 
 from .base import DeliveryReceipt, WebhookMessage
 from .errors import PermanentDeliveryError, RetryableDeliveryError
-from .http import certificate_error, retry_after_seconds
+from .http import certificate_error, exchange, retry_after_seconds
 
 PROVIDER = "webhook"
 TIMESTAMP_HEADER = "Journeyman-Timestamp"
@@ -122,7 +122,7 @@ def _origin(url: str) -> str:
 class WebhookSender:
     """Makes each ``WebhookMessage``'s request, signed with ``signing_secret``.
 
-    ``timeout`` bounds each request (connect, send, wait for the answer) in seconds; it
+    ``timeout`` bounds the whole of each request (connect, send, the answer) in seconds; it
     replaces the shared client's default. ``clock`` changes only for tests.
     """
 
@@ -180,12 +180,16 @@ class WebhookSender:
         timestamp = int(self._clock())
         headers = self._headers(message, timestamp, where)
         try:
-            response = await self._client.request(
+            # The answer's body is never used (nor quoted: it can echo request headers), so
+            # it is not read: a receiver answering with endless data costs nothing.
+            response = await exchange(
+                self._client,
                 message.method,
                 message.url,
                 headers=headers,
                 content=message.body.encode() if message.body else None,
-                timeout=httpx.Timeout(self.timeout),
+                timeouts=httpx.Timeout(self.timeout),
+                read_answer=False,
             )
         except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError) as exc:
             # The request cannot be made at all; the same message will fail the same way.

@@ -21,8 +21,6 @@ from journeyman.workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 from journeyman.workflows.sweep import SweepActivities, ensure_sweep_schedule, sweep_now
 from journeyman.workflows.worker import build_worker
 
-from .api import Services, create_app
-from .api.routes.provider_webhooks import ProviderWebhookKeys, install_provider_webhooks
 from .channel_providers import channel_providers
 from .config import ENVIRONMENT, ConfigError, Settings
 from .credentials import Credentials
@@ -137,6 +135,11 @@ async def run_api(
     settings: Settings, endpoints: Endpoints, credentials: Credentials, stop: asyncio.Event
 ) -> None:
     """The HTTP API on ``settings.api_host:api_port`` until ``stop`` is set."""
+    # Imported here, not at the top: a worker never serves HTTP, and the web framework and
+    # the routes are a large share of start-up, which is how long a crashed worker is away.
+    from .api import Services, create_app
+    from .api.routes.provider_webhooks import ProviderWebhookKeys, install_provider_webhooks
+
     customer_settings = load_customer_settings(settings.journeys_dir)
     groups = groups_from(customer_settings.subscription_groups)
     links = link_config(settings, credentials, groups=groups)  # bad settings stop start-up

@@ -1,17 +1,98 @@
 """HTTP errors as JSON: ``{"error": code, "message": text, "fields": [...]}``.
 
 Every rejection is a 4xx with a body that names what was wrong; nothing is stored.
+``ErrorPublic`` is that body's model and ``error_responses`` declares it in the OpenAPI
+document for the statuses a route can answer, so clients (and the schema tests) know them;
+``json_body`` documents a JSON body that a route reads itself (within a size limit) rather
+than through a FastAPI parameter.
+
+Postgres text and jsonb cannot hold the character U+0000: a request carrying one would fail
+in the database as a 500. ``NulGuard`` (a router dependency, for path and query) and
+``NulFree`` (a field validator, for bodies) refuse it at the door with a 400 instead.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+class FieldErrorPublic(BaseModel):
+    """One thing wrong with a request: where (``batch[0].event``, a YAML path) and why."""
+
+    field: str
+    message: str
+    line: int | None = None  # in a journey or segment file, when the problem has one
+
+
+class ErrorPublic(BaseModel):
+    """The body of every error the API answers itself."""
+
+    error: str  # a stable code: invalid_request, unauthorized, not_found, conflict, ...
+    message: str
+    fields: list[FieldErrorPublic] | None = None
+
+
+# What each status means across the API; a route may say more with its own description.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "not valid: the body says what, and names the fields",
+    401: "missing or wrong credentials",
+    403: "credentials that do not allow this",
+    404: "no such resource",
+    409: "conflicts with the resource's state",
+    413: "request body over the limit",
+    503: "a dependency is away or the server is busy: retry later",
+}
+
+
+def error_responses(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error statuses, each with the ``ErrorPublic`` body.
+
+    ``described`` overrides a description by status, written ``s404="no such journey"``.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        text = described.get(f"s{status}") or ERROR_DESCRIPTIONS.get(status, "error")
+        out[status] = {"model": ErrorPublic, "description": text}
+    unknown = set(described) - {f"s{status}" for status in statuses}
+    if unknown:
+        raise ValueError(f"descriptions for statuses not listed: {sorted(unknown)}")
+    return out
+
+
+def json_body(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """``openapi_extra`` declaring ``model`` as the JSON request body, its nested models inline.
+
+    The body is read by hand (``body.read_json``) to bound its size, so FastAPI does not know
+    it; ``$defs`` references are resolved in place because the schema sits inside the
+    operation, where ``#/$defs/...`` would point at the document's root.
+    """
+    schema = model.model_json_schema()
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**inline(defs[ref.removeprefix("#/$defs/")]), **inline(rest)}
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": inline(schema)}},
+        }
+    }
 
 
 class ApiError(Exception):
@@ -27,6 +108,40 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.fields, self.headers = fields, headers
+
+
+NUL_MESSAGE = "must not contain the character U+0000 (NUL)"
+Value = TypeVar("Value")
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def without_nul(value: Value) -> Value:
+    """``value`` itself, when no string in it (keys included, at any depth) holds a NUL."""
+    if _holds_nul(value):
+        raise ValueError(NUL_MESSAGE)
+    return value
+
+
+NulFree = AfterValidator(without_nul)
+
+
+def refuse_nul(request: Request) -> None:
+    """400 for a NUL in the path or the query, before any of it reaches the database."""
+    path: str = request.scope.get("path", "")
+    if "\x00" in path or any(_holds_nul(item) for item in request.query_params.multi_items()):
+        raise ApiError(400, "invalid_request", f"path and query {NUL_MESSAGE}")
+
+
+NulGuard = Depends(refuse_nul)
 
 
 def field_errors(exc: ValidationError | RequestValidationError) -> list[dict[str, Any]]:

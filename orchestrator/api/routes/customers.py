@@ -14,10 +14,12 @@ from journeyman.orchestrator.customers.view import CustomerPublic, customer_view
 from journeyman.orchestrator.storage import load_plan
 
 from ..auth import AdminDep, ServicesDep
-from ..errors import ApiError
+from ..errors import NUL_MESSAGE, ApiError, NulGuard, error_responses, without_nul
 from ..services import Services
 
-router = APIRouter(tags=["customers"], dependencies=[AdminDep])
+router = APIRouter(
+    tags=["customers"], dependencies=[AdminDep, NulGuard], responses=error_responses(401)
+)
 
 # Connecting to Temporal must not hold a customer view hostage: past this, it is "away".
 TEMPORAL_CONNECT_SECONDS = 3.0
@@ -36,8 +38,17 @@ async def _temporal(services: Services) -> tuple[Client | None, str]:
     return client, "ok"
 
 
-def _bad_page(exc: listing.PageError) -> ApiError:
-    return ApiError(400, "invalid_request", str(exc))
+def _page_request(limit: int, after: str | None, *, parts: int) -> listing.PageRequest:
+    """The page asked for; 400 for a bad limit or a cursor this API did not hand out."""
+    try:
+        request = listing.page_request(limit, after, parts=parts)
+        # A cursor is decoded text: a forged one could carry what the database refuses.
+        without_nul(request.after)
+    except listing.PageError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"after {NUL_MESSAGE}") from None
+    return request
 
 
 # --- one customer ------------------------------------------------------------------------
@@ -51,7 +62,11 @@ async def _unknown(services: Services, customer_id: str) -> ApiError:
     return ApiError(404, "not_found", message)
 
 
-@router.get("/api/customers/{customer_id:path}", response_model=CustomerPublic)
+@router.get(
+    "/api/customers/{customer_id:path}",
+    response_model=CustomerPublic,
+    responses=error_responses(404, s404="no such customer (erased ones say when)"),
+)
 async def customer(customer_id: str, services: ServicesDep) -> CustomerPublic:
     """A customer (or an alias of one): profile, consent, metrics, segments, merges, and
     every journey run with, for running ones, the step it waits at and what for."""
@@ -70,7 +85,16 @@ class ErasurePublic(BaseModel):
     erased_at: datetime | None
 
 
-@router.delete("/api/customers/{customer_id:path}", response_model=ErasurePublic)
+@router.delete(
+    "/api/customers/{customer_id:path}",
+    response_model=ErasurePublic,
+    responses=error_responses(
+        404,
+        503,
+        s404="no such customer",
+        s503="the customer is in journeys and Temporal is away: nothing was erased",
+    ),
+)
 async def erase_customer(customer_id: str, services: ServicesDep) -> ErasurePublic:
     """Erase a customer and all their ids; the answer holds counts, never personal data."""
     temporal, status = await _temporal(services)
@@ -105,7 +129,11 @@ class SegmentCustomersPublic(BaseModel):
     next: str | None  # pass as ``after`` for the next page; null on the last page
 
 
-@router.get("/api/segments/{segment_id}/customers", response_model=SegmentCustomersPublic)
+@router.get(
+    "/api/segments/{segment_id}/customers",
+    response_model=SegmentCustomersPublic,
+    responses=error_responses(400, 404, s400="a bad limit or cursor", s404="no such segment"),
+)
 async def segment_customers(
     segment_id: str,
     services: ServicesDep,
@@ -113,10 +141,7 @@ async def segment_customers(
     after: str | None = None,
 ) -> SegmentCustomersPublic:
     """The segment's members, ordered by customer id, one keyset page at a time."""
-    try:
-        request = listing.page_request(limit, after, parts=1)
-    except listing.PageError as exc:
-        raise _bad_page(exc) from None
+    request = _page_request(limit, after, parts=1)
     if not await listing.segment_exists(services.pool, segment_id):
         raise ApiError(404, "not_found", f"no segment {segment_id!r} is deployed")
     page = await listing.segment_customers(services.pool, segment_id=segment_id, request=request)
@@ -144,7 +169,18 @@ class JourneyCustomersPublic(BaseModel):
     next: str | None
 
 
-@router.get("/api/journeys/{journey_id}/customers", response_model=JourneyCustomersPublic)
+@router.get(
+    "/api/journeys/{journey_id}/customers",
+    response_model=JourneyCustomersPublic,
+    responses=error_responses(
+        400,
+        404,
+        503,
+        s400="a bad limit or cursor, or an unknown stage or step",
+        s404="no such journey",
+        s503="filtering by step needs Temporal, which is away",
+    ),
+)
 async def journey_customers(
     journey_id: str,
     services: ServicesDep,
@@ -154,10 +190,7 @@ async def journey_customers(
     after: str | None = None,
 ) -> JourneyCustomersPublic:
     """Customers with a running run of the journey, by stage and by the step they wait at."""
-    try:
-        request = listing.page_request(limit, after, parts=2)
-    except listing.PageError as exc:
-        raise _bad_page(exc) from None
+    request = _page_request(limit, after, parts=2)
     active_version = await services.pool.fetchval(
         "SELECT active_version FROM journeys WHERE journey_id = $1", journey_id
     )

@@ -30,10 +30,20 @@ from journeyman.orchestrator.storage.experiment_reports import (
 from journeyman.workflows.plan import ExperimentStep, Plan, walk
 
 from ..auth import AdminDep, ServicesDep
-from ..errors import ApiError
+from ..errors import ApiError, NulGuard, error_responses
 from ..reports import csv_response, journey_plan, wants_csv
 
-router = APIRouter(prefix="/api/journeys", tags=["experiments"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/journeys",
+    tags=["experiments"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
+
+# JSON by default; CSV with ?format=csv or an Accept: text/csv header.
+_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+}
 
 ConversionKind = Literal["metric", "goal"]
 
@@ -294,7 +304,11 @@ def _rows(report: ExperimentsPublic) -> list[ReportRow]:
     return rows
 
 
-@router.get("/{journey_id}/experiments", response_model=ExperimentsPublic)
+@router.get(
+    "/{journey_id}/experiments",
+    response_model=ExperimentsPublic,
+    responses={**_CSV, **error_responses(400, 404, s404="no such journey or version")},
+)
 async def journey_experiments(
     journey_id: str,
     request: Request,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from ..auth import ServicesDep
 from ..services import Services
@@ -32,7 +33,17 @@ async def _temporal_health(services: Services) -> None:
     await client.service_client.check_health()
 
 
-@router.get("/healthz")
+class HealthPublic(BaseModel):
+    status: Literal["ok", "degraded"]
+    # Each dependency: "ok", "not configured", or "down: <error type>".
+    dependencies: dict[str, str]
+
+
+@router.get(
+    "/healthz",
+    response_model=HealthPublic,
+    responses={503: {"model": HealthPublic, "description": "a dependency is down"}},
+)
 async def healthz(services: ServicesDep) -> JSONResponse:
     checks = {"postgres": await _check(services.pool.fetchval("SELECT 1"))}
     if services.temporal is None and services.temporal_address is None:

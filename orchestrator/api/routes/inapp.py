@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from journeyman.orchestrator import inapp
 from journeyman.orchestrator.customers import listing
@@ -29,15 +29,20 @@ from journeyman.orchestrator.inapp.tokens import DEFAULT_TTL, MAX_TTL
 from ..auth import AdminDep, ServicesDep, check_write_key
 from ..backpressure import database_unavailable_is_503
 from ..body import read_json
-from ..errors import ApiError, field_errors
+from ..errors import ApiError, NulFree, NulGuard, error_responses, field_errors, json_body
 from ..services import Services
 
-browser_router = APIRouter(prefix="/v1/in-app", tags=["in-app"])
-admin_router = APIRouter(prefix="/api/in-app", tags=["in-app"], dependencies=[AdminDep])
+browser_router = APIRouter(prefix="/v1/in-app", tags=["in-app"], dependencies=[NulGuard])
+admin_router = APIRouter(
+    prefix="/api/in-app",
+    tags=["in-app"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
 
 # A read or acknowledge body names a customer and, at most, carries a key and a token.
 MAX_ACTION_BYTES = 4 * 1024
-CustomerId = Annotated[str, Field(min_length=1, max_length=160)]
+CustomerId = Annotated[str, Field(min_length=1, max_length=160), NulFree]
 
 
 class InAppMessagePublic(BaseModel):
@@ -168,15 +173,25 @@ async def _page(
 
 # --- the customer's own: /v1/in-app --------------------------------------------------------
 
-_BROWSER_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "no customer id, or a bad page parameter"},
-    401: {"description": "missing or unknown write key; missing or invalid customer token"},
-    404: {"description": "no such message for this customer"},
-    503: {"description": "database away: retry later"},
-}
+_BROWSER_RESPONSES = error_responses(
+    400,
+    401,
+    404,
+    413,
+    503,
+    s400="no customer id, or a bad page parameter",
+    s401="missing or unknown write key; missing or invalid customer token",
+    s404="no such message for this customer",
+    s413=f"body over {MAX_ACTION_BYTES} bytes",
+    s503="database away: retry later",
+)
 
 
-@browser_router.get("", response_model=InAppPagePublic, responses=_BROWSER_RESPONSES)
+@browser_router.get(
+    "",
+    response_model=InAppPagePublic,
+    responses={k: v for k, v in _BROWSER_RESPONSES.items() if k != 413},
+)
 async def pending_messages(
     request: Request,
     services: ServicesDep,
@@ -207,7 +222,12 @@ async def pending_messages(
     return await _pending(services, asked)
 
 
-@browser_router.post("", response_model=InAppPagePublic, responses=_BROWSER_RESPONSES)
+@browser_router.post(
+    "",
+    response_model=InAppPagePublic,
+    responses=_BROWSER_RESPONSES,
+    openapi_extra=json_body(InAppListing, "who asks, and which page"),
+)
 async def pending_messages_by_post(request: Request, services: ServicesDep) -> InAppPagePublic:
     """The same listing with everything in the body (``writeKey``, ``userId``, ``token``,
     ``limit``, ``after``): a ``text/plain`` POST is what a browser sends cross-origin without
@@ -265,7 +285,10 @@ async def _act(
 
 
 @browser_router.post(
-    "/{message_id}/read", response_model=InAppMessagePublic, responses=_BROWSER_RESPONSES
+    "/{message_id}/read",
+    response_model=InAppMessagePublic,
+    responses=_BROWSER_RESPONSES,
+    openapi_extra=json_body(InAppAction, "who is reading"),
 )
 async def read(message_id: str, request: Request, services: ServicesDep) -> InAppMessagePublic:
     """The customer saw the message: it stays pending, after the unread ones."""
@@ -273,7 +296,10 @@ async def read(message_id: str, request: Request, services: ServicesDep) -> InAp
 
 
 @browser_router.post(
-    "/{message_id}/ack", response_model=InAppMessagePublic, responses=_BROWSER_RESPONSES
+    "/{message_id}/ack",
+    response_model=InAppMessagePublic,
+    responses=_BROWSER_RESPONSES,
+    openapi_extra=json_body(InAppAction, "who is acknowledging"),
 )
 async def acknowledge(
     message_id: str, request: Request, services: ServicesDep
@@ -285,7 +311,7 @@ async def acknowledge(
 # --- administration: /api/in-app -----------------------------------------------------------
 
 
-@admin_router.get("", response_model=InAppAdminPagePublic)
+@admin_router.get("", response_model=InAppAdminPagePublic, responses=error_responses(400))
 async def customer_messages(
     services: ServicesDep,
     customer_id: Annotated[str, Query(min_length=1, max_length=160)],
@@ -330,7 +356,9 @@ class TokenPublic(BaseModel):
     expires_at: datetime
 
 
-@admin_router.post("/tokens", response_model=TokenPublic, status_code=201)
+@admin_router.post(
+    "/tokens", response_model=TokenPublic, status_code=201, responses=error_responses(400)
+)
 async def issue_customer_token(body: TokenRequest, services: ServicesDep) -> TokenPublic:
     """A token for a customer's browser requests, for the site's backend to hand its page."""
     issued = inapp.issue(
@@ -347,7 +375,8 @@ async def issue_customer_token(body: TokenRequest, services: ServicesDep) -> Tok
 class InAppSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    require_token: bool = Field(
+    # Strict: 0, 1 or "yes" are not booleans; a switch that guards tokens takes only true or false.
+    require_token: StrictBool = Field(
         description="refuse browser requests without a customer token beside the write key"
     )
 
@@ -357,7 +386,7 @@ async def settings(services: ServicesDep) -> InAppSettings:
     return InAppSettings(require_token=await inapp.tokens_required(services.pool))
 
 
-@admin_router.put("/settings", response_model=InAppSettings)
+@admin_router.put("/settings", response_model=InAppSettings, responses=error_responses(400))
 async def change_settings(body: InAppSettings, services: ServicesDep) -> InAppSettings:
     """Turn the customer-token requirement on or off (every API process follows at once)."""
     await inapp.require_tokens(services.pool, body.require_token)

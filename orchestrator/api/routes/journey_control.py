@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, Field
 
 from journeyman.orchestrator import versions
@@ -18,10 +18,19 @@ from journeyman.orchestrator.storage.journeys import JourneySummary, set_status
 from journeyman.workflows.plan import Plan
 
 from ..auth import AdminDep, ServicesDep
-from ..errors import ApiError
-from .journeys import MAX_SOURCE_BYTES
+from ..errors import ApiError, NulFree, NulGuard, error_responses
+from .journeys import MAX_SOURCE_BYTES, YAML_BODY
 
-router = APIRouter(prefix="/api/journeys", tags=["journeys"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/journeys",
+    tags=["journeys"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
+
+_STATUS_RESPONSES = error_responses(
+    404, 409, s404="no such journey", s409="archived journeys cannot be paused or resumed"
+)
 
 
 class StatusPublic(BaseModel):
@@ -49,27 +58,27 @@ async def _set(
     return StatusPublic(id=journey_id, status=status)
 
 
-@router.post("/{journey_id}/pause", response_model=StatusPublic)
+@router.post("/{journey_id}/pause", response_model=StatusPublic, responses=_STATUS_RESPONSES)
 async def pause(journey_id: str, services: ServicesDep) -> StatusPublic:
     """Admit no one; customers inside hold at their next send until resumed."""
     return await _set(services, journey_id, "paused")
 
 
-@router.post("/{journey_id}/resume", response_model=StatusPublic)
+@router.post("/{journey_id}/resume", response_model=StatusPublic, responses=_STATUS_RESPONSES)
 async def resume(journey_id: str, services: ServicesDep) -> StatusPublic:
     return await _set(services, journey_id, "active")
 
 
-@router.post("/{journey_id}/archive", response_model=StatusPublic)
+@router.post("/{journey_id}/archive", response_model=StatusPublic, responses=_STATUS_RESPONSES)
 async def archive(journey_id: str, services: ServicesDep) -> StatusPublic:
     """Admit no one, for good; customers inside leave at their next send."""
     return await _set(services, journey_id, "archived")
 
 
 class EntryRequest(BaseModel):
-    customer_id: str = Field(min_length=1, max_length=160)
-    properties: dict[str, Any] = Field(default_factory=dict)
-    message_id: str | None = Field(default=None, min_length=1, max_length=160)
+    customer_id: Annotated[str, Field(min_length=1, max_length=160), NulFree]
+    properties: Annotated[dict[str, Any], NulFree] = Field(default_factory=dict)
+    message_id: Annotated[str | None, Field(min_length=1, max_length=160), NulFree] = None
 
 
 class EntryPublic(BaseModel):
@@ -78,7 +87,18 @@ class EntryPublic(BaseModel):
     reason: str | None
 
 
-@router.post("/{journey_id}/entries", response_model=EntryPublic, status_code=202)
+@router.post(
+    "/{journey_id}/entries",
+    response_model=EntryPublic,
+    status_code=202,
+    responses=error_responses(
+        400,
+        404,
+        409,
+        s404="no such journey",
+        s409="the journey is not active, or takes no API entries",
+    ),
+)
 async def enter(journey_id: str, body: EntryRequest, services: ServicesDep) -> EntryPublic:
     """Enter one customer by API call (journeys with ``entry: {api: true}``)."""
     summary = await _summary(services, journey_id)
@@ -97,7 +117,11 @@ async def enter(journey_id: str, body: EntryRequest, services: ServicesDep) -> E
     return EntryPublic(**asdict(admission))
 
 
-@router.post("/diff")
+@router.post(
+    "/diff",
+    responses=error_responses(400, 413, s400="not UTF-8, or the journey does not compile"),
+    openapi_extra=YAML_BODY,
+)
 async def diff(request: Request, services: ServicesDep) -> dict[str, Any]:
     """What deploying the journey in the body (YAML) would change, and who is affected now."""
     raw = await request.body()
@@ -139,12 +163,23 @@ async def _waiting(services: Any, journey_id: str, version: str) -> dict[str, in
 
 
 class MigrationRequest(BaseModel):
-    to_version: str = Field(min_length=1, max_length=64)
-    steps: dict[str, str] = Field(default_factory=dict)  # old step id -> new step id
+    to_version: Annotated[str, Field(min_length=1, max_length=64), NulFree]
+    # old step id -> new step id
+    steps: Annotated[dict[str, str], NulFree] = Field(default_factory=dict)
     apply: bool = False  # false: preview only
 
 
-@router.post("/{journey_id}/migrations")
+@router.post(
+    "/{journey_id}/migrations",
+    responses=error_responses(
+        400,
+        404,
+        503,
+        s400="not valid, or the migration cannot be planned: the message says why",
+        s404="no such journey",
+        s503="Temporal is not configured or not reachable",
+    ),
+)
 async def migrate(journey_id: str, body: MigrationRequest, services: ServicesDep) -> dict[str, Any]:
     """Preview (default) or apply a migration of waiting customers to another version."""
     await _summary(services, journey_id)
@@ -163,9 +198,15 @@ async def migrate(journey_id: str, body: MigrationRequest, services: ServicesDep
     return {"applied": True, "id": migration_id, **planned.summary()}
 
 
-@router.get("/{journey_id}/migrations/{migration_id}")
+@router.get(
+    "/{journey_id}/migrations/{migration_id}",
+    responses=error_responses(400, 404, s404="no such migration of this journey"),
+)
 async def migration_report(
-    journey_id: str, migration_id: int, services: ServicesDep
+    journey_id: str,
+    # Migration ids are Postgres bigints: anything larger is no migration and a clear 400.
+    migration_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    services: ServicesDep,
 ) -> dict[str, Any]:
     try:
         return await versions.report(services.pool, journey_id, migration_id)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from journeyman.orchestrator.proportions import (
     DEFAULT_CONFIDENCE,
@@ -26,10 +28,33 @@ from journeyman.orchestrator.storage.funnel import StageFunnel, funnel
 from journeyman.orchestrator.storage.kpis import StageTiming, stage_timing
 
 from ..auth import AdminDep, ServicesDep
-from ..errors import ApiError
+from ..errors import ApiError, NulGuard, error_responses
 from ..reports import csv_response, journey_plan, wants_csv
 
-router = APIRouter(prefix="/api/journeys", tags=["journey reports"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/journeys",
+    tags=["journey reports"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
+
+# JSON by default; CSV with ?format=csv or an Accept: text/csv header.
+_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+}
+_RESPONSES = {**_CSV, **error_responses(400, 404, s404="no such journey or version")}
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date(value: object) -> object:
+    """Refuse what is not an ISO 8601 date: pydantic alone would read numbers as Unix times."""
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date, e.g. 2025-06-12")
+    return value
+
+
+IsoDate = Annotated[date | None, BeforeValidator(_iso_date)]
 
 DEFAULT_WEEKS = 12
 MAX_WEEKS = 104  # two years of weekly cohorts
@@ -54,7 +79,7 @@ class ExitsPublic(BaseModel):
     exits: list[ExitPublic]
 
 
-@router.get("/{journey_id}/exits", response_model=ExitsPublic)
+@router.get("/{journey_id}/exits", response_model=ExitsPublic, responses=_RESPONSES)
 async def journey_exits(
     journey_id: str,
     request: Request,
@@ -125,14 +150,14 @@ def _cohorts_csv(rows: list[Cohort], stages: list[str], filename: str) -> Respon
     )
 
 
-@router.get("/{journey_id}/cohorts", response_model=CohortsPublic)
+@router.get("/{journey_id}/cohorts", response_model=CohortsPublic, responses=_RESPONSES)
 async def journey_cohorts(
     journey_id: str,
     request: Request,
     services: ServicesDep,
     version: str | None = None,
     weeks: int = DEFAULT_WEEKS,
-    until: date | None = None,
+    until: IsoDate = None,
     format: str | None = None,
 ) -> CohortsPublic | Response:
     """Per ISO week of entry: entered, reached each stage, converted, exited, still active."""
@@ -278,7 +303,7 @@ def _compare_exits(
     ]
 
 
-@router.get("/{journey_id}/compare", response_model=ComparisonPublic)
+@router.get("/{journey_id}/compare", response_model=ComparisonPublic, responses=_RESPONSES)
 async def journey_compare(
     journey_id: str,
     request: Request,

@@ -11,11 +11,25 @@ from journeyman.orchestrator.language import JourneyError, compile_source
 from journeyman.orchestrator.storage import deploy_plan, funnel, list_journeys, load_plan
 
 from ..auth import AdminDep, ServicesDep
-from ..errors import ApiError
+from ..errors import ApiError, NulGuard, error_responses
 
-router = APIRouter(prefix="/api/journeys", tags=["journeys"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/journeys",
+    tags=["journeys"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
 
 MAX_SOURCE_BYTES = 256 * 1024
+
+# The body of a deploy or a diff: a journey file, read whatever its declared type.
+YAML_BODY: dict[str, object] = {
+    "requestBody": {
+        "required": True,
+        "description": "a journey file (docs/journey-language.md)",
+        "content": {"application/yaml": {"schema": {"type": "object"}}},
+    }
+}
 
 
 class JourneyPublic(BaseModel):
@@ -71,7 +85,15 @@ async def journeys(services: ServicesDep) -> list[JourneyPublic]:
     ]
 
 
-@router.post("", response_model=DeployPublic, status_code=201)
+@router.post(
+    "",
+    response_model=DeployPublic,
+    status_code=201,
+    responses=error_responses(
+        400, 413, s400="not UTF-8, or the journey does not compile: `fields` says where"
+    ),
+    openapi_extra=YAML_BODY,
+)
 async def deploy(request: Request, services: ServicesDep) -> DeployPublic:
     """Compile a journey file (the request body, YAML) and make it the active version."""
     raw = await request.body()
@@ -100,7 +122,11 @@ async def deploy(request: Request, services: ServicesDep) -> DeployPublic:
     )
 
 
-@router.get("/{journey_id}/funnel", response_model=FunnelPublic)
+@router.get(
+    "/{journey_id}/funnel",
+    response_model=FunnelPublic,
+    responses=error_responses(404, s404="no such journey or version"),
+)
 async def journey_funnel(
     journey_id: str, services: ServicesDep, version: str | None = None
 ) -> FunnelPublic:

@@ -6,12 +6,13 @@ or an ``Accept: text/csv`` header.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from journeyman.orchestrator.storage.kpis import (
     StageTiming,
@@ -25,10 +26,33 @@ from journeyman.orchestrator.storage.kpis import (
 )
 
 from ..auth import AdminDep, ServicesDep
-from ..errors import ApiError
+from ..errors import ApiError, NulGuard, error_responses
 from ..reports import as_utc, csv_response, journey_plan, parse_window, wants_csv
 
-router = APIRouter(prefix="/api/journeys", tags=["kpis"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/journeys",
+    tags=["kpis"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
+
+# JSON by default; CSV with ?format=csv or an Accept: text/csv header.
+_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+}
+_RESPONSES = {**_CSV, **error_responses(400, 404, s404="no such journey or version")}
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_time(value: object) -> object:
+    """Refuse what is not ISO 8601: pydantic alone would read ``15`` as a Unix time."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date-time, e.g. 2025-06-12T09:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime | None, BeforeValidator(_iso_date_time)]
 
 DEFAULT_WINDOW = "7d"
 MAX_BUCKETS = 5000
@@ -105,7 +129,7 @@ class TrendsPublic(BaseModel):
     points: list[TrendPointPublic]
 
 
-@router.get("/{journey_id}/touchpoints", response_model=TouchpointsPublic)
+@router.get("/{journey_id}/touchpoints", response_model=TouchpointsPublic, responses=_RESPONSES)
 async def journey_touchpoints(
     journey_id: str,
     request: Request,
@@ -136,7 +160,7 @@ async def journey_touchpoints(
     )
 
 
-@router.get("/{journey_id}/stages/timing", response_model=TimingPublic)
+@router.get("/{journey_id}/stages/timing", response_model=TimingPublic, responses=_RESPONSES)
 async def journey_stage_timing(
     journey_id: str,
     request: Request,
@@ -159,7 +183,7 @@ async def journey_stage_timing(
     )
 
 
-@router.get("/{journey_id}/trends", response_model=TrendsPublic)
+@router.get("/{journey_id}/trends", response_model=TrendsPublic, responses=_RESPONSES)
 async def journey_trends(
     journey_id: str,
     request: Request,
@@ -167,8 +191,8 @@ async def journey_trends(
     bucket: str = "day",
     stage: str | None = None,
     version: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: IsoDateTime = None,
+    until: IsoDateTime = None,
     format: str | None = None,
 ) -> TrendsPublic | Response:
     """Entries and conversions per hour or day: the last 48 hours or 30 days unless told."""

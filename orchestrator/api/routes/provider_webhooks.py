@@ -38,7 +38,7 @@ from journeyman.orchestrator.storage.delivery_states import DeliveryEvent, State
 from journeyman.orchestrator.tracking import consent
 
 from ..auth import ServicesDep
-from ..errors import ApiError
+from ..errors import ApiError, error_responses
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -287,7 +287,18 @@ class SendGridResult(BaseModel):
     unmatched: int  # no delivery found: kept, applied if the send path attaches them later
 
 
-@router.post("/sendgrid", summary="SendGrid Event Webhook (signed)")
+_RESPONSES = error_responses(
+    400,
+    403,
+    413,
+    503,
+    s400="signed, but not what the provider sends",
+    s403="unsigned, or the signature does not verify",
+    s503="this provider's webhook is not configured",
+)
+
+
+@router.post("/sendgrid", summary="SendGrid Event Webhook (signed)", responses=_RESPONSES)
 async def sendgrid_events(request: Request, services: ServicesDep) -> SendGridResult:
     installed = _installed(request)
     if installed.sendgrid_key is None:
@@ -374,7 +385,7 @@ def _twilio_state(update: twilio.StatusUpdate) -> tuple[State, str | None]:
     return "failed", f"Twilio {update.twilio_status}{code}"
 
 
-@router.post("/twilio", summary="Twilio message status callback (signed)")
+@router.post("/twilio", summary="Twilio message status callback (signed)", responses=_RESPONSES)
 async def twilio_status(request: Request, services: ServicesDep) -> TwilioResult:
     installed = _installed(request)
     if installed.twilio_auth_token is None or installed.twilio_url is None:

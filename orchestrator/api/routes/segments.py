@@ -23,14 +23,21 @@ from journeyman.orchestrator.storage.segments import (
 from journeyman.workflows.sweep import sweep_now
 
 from ..auth import AdminDep, ServicesDep
-from ..errors import ApiError
+from ..errors import ApiError, NulGuard, error_responses
 from ..services import Services
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/segments", tags=["segments"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/segments",
+    tags=["segments"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
 
 MAX_SOURCE_BYTES = 64 * 1024
+
+_NOT_FOUND = error_responses(404, s404="no such segment is deployed")
 
 
 class SegmentPublic(BaseModel):
@@ -81,7 +88,21 @@ async def segments(services: ServicesDep) -> list[SegmentPublic]:
     return [_public(summary) for summary in await list_segments(services.pool)]
 
 
-@router.post("", response_model=SegmentDeployPublic, status_code=201)
+@router.post(
+    "",
+    response_model=SegmentDeployPublic,
+    status_code=201,
+    responses=error_responses(
+        400, 413, s400="not UTF-8, or the segment does not compile: `fields` says where"
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "a segment or persona file (docs/segments.md)",
+            "content": {"application/yaml": {"schema": {"type": "object"}}},
+        }
+    },
+)
 async def deploy(request: Request, services: ServicesDep) -> SegmentDeployPublic:
     """Check a segment file (the request body, YAML) and make it the current definition."""
     raw = await request.body()
@@ -122,7 +143,7 @@ async def _start_filling(services: Services) -> None:
         log.warning("segment deployed; its fill waits for the next sweep (%s)", type(exc).__name__)
 
 
-@router.get("/{segment_id}", response_model=SegmentDetailPublic)
+@router.get("/{segment_id}", response_model=SegmentDetailPublic, responses=_NOT_FOUND)
 async def segment(segment_id: str, services: ServicesDep) -> SegmentDetailPublic:
     """One segment: its condition, description, persona details and member count."""
     summary = await get_segment(services.pool, segment_id=segment_id)
@@ -139,7 +160,7 @@ async def segment(segment_id: str, services: ServicesDep) -> SegmentDetailPublic
     )
 
 
-@router.post("/{segment_id}/archive", response_model=SegmentStatusPublic)
+@router.post("/{segment_id}/archive", response_model=SegmentStatusPublic, responses=_NOT_FOUND)
 async def archive(segment_id: str, services: ServicesDep) -> SegmentStatusPublic:
     """Stop evaluating a segment and empty it; deploying its file again brings it back."""
     async with services.pool.acquire() as conn:

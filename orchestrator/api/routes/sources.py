@@ -23,11 +23,18 @@ from journeyman.orchestrator.storage.sources import (
 )
 
 from ..auth import DEFAULT_SOURCE, AdminDep, ServicesDep
-from ..errors import ApiError
+from ..errors import ApiError, NulGuard, error_responses
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/sources", tags=["sources"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/sources",
+    tags=["sources"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
+
+_NOT_FOUND = error_responses(404, s404="no such source (the configured key's is not listed)")
 
 MAX_NAME_LENGTH = 100
 
@@ -83,7 +90,7 @@ def _not_found(source_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no source {source_id!r}")
 
 
-@router.post("", response_model=SourceCreated, status_code=201)
+@router.post("", response_model=SourceCreated, status_code=201, responses=error_responses(400))
 async def create(body: SourceCreate, response: Response, services: ServicesDep) -> SourceCreated:
     """Create a source and its write key; the answer is the only place the key appears."""
     source, key = await create_source(services.pool, name=body.name)
@@ -99,7 +106,7 @@ async def sources(services: ServicesDep) -> list[SourcePublic]:
     return [_public(s) for s in await list_sources(services.pool)]
 
 
-@router.get("/{source_id}", response_model=SourcePublic)
+@router.get("/{source_id}", response_model=SourcePublic, responses=_NOT_FOUND)
 async def source(source_id: str, services: ServicesDep) -> SourcePublic:
     found = await get_source(services.pool, source_id=source_id)
     if found is None:
@@ -107,7 +114,7 @@ async def source(source_id: str, services: ServicesDep) -> SourcePublic:
     return _public(found)
 
 
-@router.delete("/{source_id}", response_model=SourcePublic)
+@router.delete("/{source_id}", response_model=SourcePublic, responses=_NOT_FOUND)
 async def revoke(source_id: str, services: ServicesDep) -> SourcePublic:
     """Revoke the source's key: events sent with it are refused from now on, in every process.
 

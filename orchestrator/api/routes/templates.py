@@ -9,7 +9,7 @@ line and why.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -30,9 +30,14 @@ from journeyman.orchestrator.storage.profiles import traits as load_traits
 
 from ..auth import AdminDep, ServicesDep
 from ..body import read_json
-from ..errors import ApiError, field_errors
+from ..errors import ApiError, NulFree, NulGuard, error_responses, field_errors, json_body
 
-router = APIRouter(prefix="/api/templates", tags=["templates"], dependencies=[AdminDep])
+router = APIRouter(
+    prefix="/api/templates",
+    tags=["templates"],
+    dependencies=[AdminDep, NulGuard],
+    responses=error_responses(401),
+)
 
 # A preview holds a few templates and a sample customer; journeys themselves are 256 KB at most.
 MAX_PREVIEW_BYTES = 256 * 1024
@@ -101,7 +106,7 @@ class PreviewRequest(BaseModel):
 
     channel: Channel
     template: PreviewTemplate
-    customer_id: str | None = Field(default=None, min_length=1, max_length=160)
+    customer_id: Annotated[str | None, Field(min_length=1, max_length=160), NulFree] = None
     sample: Sample = Field(default_factory=Sample)
     # The customer's locale; by default the profile's ``locale`` trait, as a send reads it.
     locale: str | None = Field(default=None, max_length=35)
@@ -123,9 +128,14 @@ class RenderErrorPublic(BaseModel):
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "not valid, or a field the channel does not read"},
-    404: {"description": "no such customer"},
-    413: {"description": f"request over {MAX_PREVIEW_BYTES} bytes"},
+    **error_responses(
+        400,
+        404,
+        413,
+        s400="not valid, or a field the channel does not read",
+        s404="no such customer",
+        s413=f"request over {MAX_PREVIEW_BYTES} bytes",
+    ),
     422: {"model": RenderErrorPublic, "description": "a template failed to render"},
 }
 
@@ -179,7 +189,12 @@ def _public(channel: str, rendered: RenderedMessage) -> dict[str, Any]:
     return out
 
 
-@router.post("/preview", response_model=PreviewPublic, responses=_RESPONSES)
+@router.post(
+    "/preview",
+    response_model=PreviewPublic,
+    responses=_RESPONSES,
+    openapi_extra=json_body(PreviewRequest, "the template and what to render it with"),
+)
 async def preview(request: Request, services: ServicesDep) -> PreviewPublic | JSONResponse:
     """Render a template for a customer (``customer_id``) or sample values; nothing is sent."""
     body = await read_json(request, limit=MAX_PREVIEW_BYTES)
