@@ -1,8 +1,10 @@
-"""``python -m bench``: ingest events/s, engine journeys/s and the bare Temporal ceiling.
+"""``python -m bench``: every figure next to its ceiling, measured in one run.
 
-Starts embedded Postgres, an in-memory Temporal dev server and an SMTP sink, runs the phases,
-prints a Markdown table on stdout (progress goes to stderr), writes bench/results/<time>.json
-and stops everything it started, also on Ctrl-C, SIGTERM or failure.
+Starts embedded Postgres, an in-memory Temporal dev server and an SMTP sink, runs the phases
+(ingest and its Postgres ceilings; bare Temporal and the engine's journeys; reaction time;
+scale with parked customers and with Postgres alone), prints a Markdown report on stdout
+(progress goes to stderr), writes bench/results/<time>.json and stops everything it started,
+also on Ctrl-C, SIGTERM or failure. ``--help`` lists the flags; see bench/README.md.
 """
 
 from __future__ import annotations
@@ -16,52 +18,21 @@ import sys
 import time
 from typing import Any
 
-from . import bare_phase, ingest_phase, journey_phase, report
-from .cpu import CpuMeter, machine_busy
+from . import (
+    bare_phase,
+    ceilings,
+    ingest_phase,
+    journey_phase,
+    pg_scale_phase,
+    reaction_phase,
+    report,
+    scale_phase,
+)
+from .cpu import CpuMeter, machine_busy, wait_for_quiet
+from .machine import machine, postgres_version
+from .options import PHASES, parse_args
 from .progress import say
 from .stack import Stack
-
-PHASES = ("ingest", "bare", "engine")
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--events", type=int, default=20_000, help="ingest: track events")
-    parser.add_argument("--customers", type=int, default=300, help="journeys: customers")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP clients")
-    parser.add_argument("--batch-size", type=int, default=100, help="ingest: events per request")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 2,000 events and 40 customers"
-    )
-    parser.add_argument(
-        "--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}"
-    )
-    parser.add_argument(
-        "--no-fsync",
-        action="store_true",
-        help="Postgres with fsync and synchronous_commit off (as the tests run it)",
-    )
-    parser.add_argument(
-        "--shared-customers",
-        action="store_true",
-        help="ingest: concurrent requests may share customers (shows lock conflicts)",
-    )
-    parser.add_argument(
-        "--think-time",
-        type=float,
-        default=1.0,
-        help="journeys: seconds between a customer's first email and their reply",
-    )
-    parser.add_argument("--time-limit", type=float, default=900, help="seconds per phase")
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.events, args.customers = 2_000, 40
-    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    unknown = set(args.phases) - set(PHASES)
-    if unknown:
-        parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
-    return args
 
 
 async def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -73,46 +44,101 @@ async def run(args: argparse.Namespace, result: dict[str, Any]) -> None:
     started = time.monotonic()
     async with Stack(durable=not args.no_fsync) as stack:
         say(f"servers up in {time.monotonic() - started:.1f}s")
-        assert stack.temporal is not None
+        assert stack.temporal is not None and stack.pg is not None
         temporal = stack.temporal
+        result["machine"]["postgres"] = await postgres_version(stack.pg.url)
         meter = CpuMeter(
             {
                 "postgres": stack.postmaster_pid,
                 "temporal server": lambda: temporal.pid,
+                "worker process": stack.worker_child_pid,
                 "smtp sink": lambda: stack.sink.pid,
             }
         )
-        if "ingest" in args.phases:
-            ingested = await ingest_phase.run(
-                stack,
-                meter,
-                events=args.events,
-                batch_size=args.batch_size,
-                clients=args.clients,
-                seed=args.seed,
-                shared_customers=args.shared_customers,
-            )
-            result["ingest"] = ingested.as_dict()
-        if "bare" in args.phases:
-            bare = await bare_phase.run(
-                stack,
-                meter,
-                customers=args.customers,
-                time_limit=args.time_limit,
-                think_time=args.think_time,
-            )
-            result["bare"] = bare.as_dict()
-        if "engine" in args.phases:
-            engine = await journey_phase.run(
-                stack,
-                meter,
-                customers=args.customers,
-                clients=args.clients,
-                time_limit=args.time_limit,
-                think_time=args.think_time,
-            )
-            result["engine"] = engine.as_dict()
+        await _phases(args, result, stack, meter)
         say("stopping the servers ...")
+
+
+async def _phases(
+    args: argparse.Namespace, result: dict[str, Any], stack: Stack, meter: CpuMeter
+) -> None:
+    """Each phase in turn; its figures land in ``result`` as soon as it is done."""
+    assert stack.pg is not None
+    quiet: dict[str, dict[str, float]] = result.setdefault("quiet_before", {})
+
+    async def ready(phase: str) -> bool:
+        """Whether to run ``phase``; first, with --wait-quiet, let the machine calm down."""
+        if phase not in args.phases:
+            return False
+        if args.wait_quiet > 0:
+            waited, busy = await wait_for_quiet(args.wait_quiet)
+            quiet[phase] = {"waited_s": waited, "busy_cores": busy}
+            if busy >= 0.3:
+                say(f"{phase}: still {busy:.1f} cores busy after waiting {waited:.0f}s; going on")
+        return True
+
+    if await ready("ingest"):
+        ingested = await ingest_phase.run(
+            stack,
+            meter,
+            events=args.events,
+            batch_size=args.batch_size,
+            clients=args.clients,
+            seed=args.seed,
+            shared_customers=args.shared_customers,
+        )
+        result["ingest"] = ingested.as_dict()
+        ceiling = await ceilings.run(
+            stack,
+            meter,
+            source_url=stack.pg.url_for(ingest_phase.DATABASE),
+            where=ingest_phase.TIMED_EVENTS,
+            clients=args.clients,
+            batch_size=args.batch_size,
+        )
+        result["ceilings"] = ceiling.as_dict()
+    if await ready("bare"):
+        bare = await bare_phase.run(
+            stack,
+            meter,
+            customers=args.customers,
+            time_limit=args.time_limit,
+            think_time=args.think_time,
+        )
+        result["bare"] = bare.as_dict()
+    if await ready("engine"):
+        engine = await journey_phase.run(
+            stack,
+            meter,
+            customers=args.customers,
+            clients=args.clients,
+            time_limit=args.time_limit,
+            think_time=args.think_time,
+        )
+        result["engine"] = engine.as_dict()
+    if await ready("reaction"):
+        reaction = await reaction_phase.run(
+            stack,
+            meter,
+            customers=args.customers,
+            rate=args.reaction_rate,
+            clients=args.clients,
+            time_limit=args.time_limit,
+        )
+        result["reaction"] = reaction.as_dict()
+    if await ready("scale"):
+        scale = await scale_phase.run(
+            stack,
+            meter,
+            sizes=args.scale_sizes,
+            clients=args.clients,
+            time_limit=args.time_limit,
+            seed=args.seed,
+        )
+        result["scale"] = scale.as_dict()
+    if await ready("pg"):
+        pg = await pg_scale_phase.run(stack, meter, sizes=args.pg_sizes, seed=args.seed)
+        result["pg"] = pg.as_dict()
 
 
 async def background_load(seconds: float = 1.0) -> float:
@@ -134,26 +160,38 @@ async def _main(args: argparse.Namespace, result: dict[str, Any]) -> None:
         loop.remove_signal_handler(signal.SIGTERM)
 
 
+def config(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "events": args.events,
+        "customers": args.customers,
+        "clients": args.clients,
+        "batch_size": args.batch_size,
+        "reaction_rate": args.reaction_rate,
+        "scale_sizes": args.scale_sizes,
+        "pg_sizes": args.pg_sizes,
+        "durable": not args.no_fsync,
+        "shared_customers": args.shared_customers,
+        "think_time": args.think_time,
+        "time_limit": args.time_limit,
+        "phases": args.phases,
+        "quick": args.quick,
+        "full_scale": args.full_scale,
+        "wait_quiet": args.wait_quiet,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     result: dict[str, Any] = {
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": report.machine(),
-        "config": {
-            "events": args.events,
-            "customers": args.customers,
-            "clients": args.clients,
-            "batch_size": args.batch_size,
-            "durable": not args.no_fsync,
-            "shared_customers": args.shared_customers,
-            "think_time": args.think_time,
-            "phases": args.phases,
-            "quick": args.quick,
-        },
+        "command": "python -m bench " + " ".join(argv),
+        "machine": machine(),
+        "config": config(args),
     }
     code = 0
+    started = time.monotonic()
     try:
         asyncio.run(_main(args, result))
     except (KeyboardInterrupt, asyncio.CancelledError):
@@ -164,10 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         say(f"bench failed: {type(exc).__name__}: {exc}")
         result["error"] = f"{type(exc).__name__}: {exc}"
         code = 1
+    result["seconds"] = round(time.monotonic() - started, 1)
+    report.add_targets(result)
     if any(key in result for key in PHASES):
         print(report.markdown(result))
     with contextlib.suppress(OSError):
-        say(f"results written to {report.write_json(result)}")
+        directory = args.results_dir or report.RESULTS_DIR
+        say(f"results written to {report.write_json(result, directory)}")
     return code
 
 

@@ -1,4 +1,4 @@
-"""Phase 2b, the ceiling: the journey's shape as a bare Temporal workflow on the same server.
+"""The journeys ceiling: the journey's shape as a bare Temporal workflow on the same server.
 
 One worker in this process, trivial activities, no Postgres, HTTP or SMTP. The first activity
 tells the driver the customer is waiting, and the driver signals the reply, as the engine phase

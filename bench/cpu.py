@@ -1,13 +1,15 @@
 """CPU seconds used by each part of the stack during a phase, read from /proc (Linux).
 
-The bench process holds the API, the worker, the dispatcher and the load generator (one
-interpreter, one GIL); Postgres, the Temporal dev server and the SMTP sink are child processes,
-each counted with all its descendants (Postgres backends come and go; the postmaster reaps them,
-so ended backends show up in its children's times).
+The bench process holds the API and the load generator (one interpreter, one GIL), and in the
+engine and bare phases the worker too; Postgres, the Temporal dev server, the SMTP sink and, in
+the reaction and scale phases, the worker are child processes, each counted with all its
+descendants (Postgres backends come and go; the postmaster reaps them, so ended backends show
+up in its children's times).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -75,7 +77,7 @@ class CpuMeter:
         stats = _all_stats()
         # process_time: every thread of this process (event loop, Temporal's core threads,
         # workflow task threads, the SMTP client's threads), but not its child processes.
-        snap = {"bench process (API, worker, load)": time.process_time()}
+        snap = {"bench process (API, load, in-process workers)": time.process_time()}
         for name, root in self._roots.items():
             pid = root()
             snap[name] = tree_cpu(pid, stats) if pid is not None else 0.0
@@ -90,3 +92,51 @@ class CpuMeter:
         """CPU seconds per part between two snapshots, and ``wall`` seconds."""
         # Clock ticks and two clocks make "rest of machine" wobble around zero when idle.
         return {name: max(round(after[name] - before[name], 2), 0.0) for name in before}
+
+
+async def settle(
+    roots: Mapping[str, Callable[[], int | None]],
+    *,
+    below: float = 0.1,
+    window: float = 1.0,
+    limit: float = 30.0,
+) -> float:
+    """Wait until the given processes together use less than ``below`` of a core.
+
+    Measured over ``window`` seconds at a time, for at most ``limit`` seconds; returns the
+    seconds waited. A phase measures latency or memory after the burst that prepared it.
+    """
+    started = time.monotonic()
+    while True:
+        before = _tree_seconds(roots)
+        await asyncio.sleep(window)
+        used = _tree_seconds(roots) - before
+        waited = time.monotonic() - started
+        if used / window < below or waited >= limit:
+            return round(waited, 1)
+
+
+def _tree_seconds(roots: Mapping[str, Callable[[], int | None]]) -> float:
+    stats = _all_stats()
+    return sum(tree_cpu(pid, stats) for root in roots.values() if (pid := root()) is not None)
+
+
+async def wait_for_quiet(
+    limit: float, *, below: float = 0.3, stretch: float = 5.0
+) -> tuple[float, float]:
+    """Wait until the machine as a whole uses under ``below`` cores for ``stretch`` seconds.
+
+    Meant for the moments between phases, when the bench's own servers idle: what keeps the
+    machine busy then is other people's work. Gives up after ``limit`` seconds. Returns the
+    seconds waited and the busy cores over the last second looked at.
+    """
+    started = time.monotonic()
+    quiet_since: float | None = None
+    while True:
+        before, at = machine_busy(), time.monotonic()
+        await asyncio.sleep(1.0)
+        now = time.monotonic()
+        busy = (machine_busy() - before) / (now - at)
+        quiet_since = (quiet_since or at) if busy < below else None
+        if (quiet_since is not None and now - quiet_since >= stretch) or now - started >= limit:
+            return round(now - started, 1), round(busy, 2)

@@ -1,4 +1,4 @@
-"""Phase 1: events/s accepted by ``POST /v1/batch`` and committed to Postgres.
+"""Ingest: events/s accepted by ``POST /v1/batch`` and committed to Postgres.
 
 The bench journey is deployed, so routing runs for real: entry events create runs and outbox
 rows, replies of customers already in the journey add signal rows. No worker or dispatcher runs
@@ -16,6 +16,11 @@ from . import workload
 from .cpu import CpuMeter
 from .progress import Ticker, say
 from .stack import Stack, compile_journey
+from .stats import percentile
+
+DATABASE = "bench_ingest"
+# The timed events (the warm-up's customers are named "warm-..."), for the ceilings to reuse.
+TIMED_EVENTS = "customer_id LIKE 'ing-%'"
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ async def run(
 ) -> IngestResult:
     say(f"ingest: {events} track events, {batch_size} per batch, {clients} concurrent clients")
     plan = compile_journey(workload.JOURNEY_SOURCE)
-    url = await stack.database("bench_ingest", plan, workload.JOURNEY_SOURCE)
+    url = await stack.database(DATABASE, plan, workload.JOURNEY_SOURCE)
     partitions = 1 if shared_customers else clients
     bodies = workload.ingest_bodies(events, batch_size=batch_size, seed=seed, partitions=partitions)
     # Warm-up: opens the pool's connections and the HTTP keep-alive connections, untimed.
@@ -83,7 +88,7 @@ async def run(
     seconds = cpu.pop("wall")
     conn = await connect(url)
     try:
-        stored = await conn.fetchval("SELECT count(*) FROM events WHERE customer_id LIKE 'ing-%'")
+        stored = await conn.fetchval(f"SELECT count(*) FROM events WHERE {TIMED_EVENTS}")
         outbox = await conn.fetchval("SELECT count(*) FROM outbox WHERE customer_id LIKE 'ing-%'")
         runs = await conn.fetchval(
             "SELECT count(*) FROM journey_runs WHERE customer_id LIKE 'ing-%'"
@@ -99,8 +104,8 @@ async def run(
         requests=len(stats.latencies),
         seconds=round(seconds, 3),
         events_per_s=round(events / seconds, 1),
-        p50_ms=round(workload.percentile(stats.latencies, 0.50) * 1000, 1),
-        p99_ms=round(workload.percentile(stats.latencies, 0.99) * 1000, 1),
+        p50_ms=round(percentile(stats.latencies, 0.50) * 1000, 1),
+        p99_ms=round(percentile(stats.latencies, 0.99) * 1000, 1),
         max_ms=round(max(stats.latencies) * 1000, 1),
         shared_customers=shared_customers,
         retried_5xx=stats.retried,

@@ -1,4 +1,4 @@
-"""Phase 2a: customers completed per second through the whole engine.
+"""Engine journeys: customers completed per second through the whole engine.
 
 Entry events go over HTTP (identify + track per customer) -> ingest -> outbox -> dispatcher ->
 signal-with-start -> the journey worker -> SMTP into the sink. ``think_time`` after a

@@ -7,16 +7,32 @@ import contextlib
 import shutil
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+class Mail(NamedTuple):
+    """One message the sink received: to whom, its subject, and when (Unix seconds)."""
+
+    recipient: str
+    subject: str
+    at: float
+
+
+def parse_line(line: str) -> Mail:
+    """A ``<recipient>\\t<subject>\\t<arrival>`` line of ``bench.sink_child``."""
+    recipient, rest = line.rstrip("\n").split("\t", 1)
+    subject, at = rest.rsplit("\t", 1)
+    return Mail(recipient, subject, float(at))
+
+
 class SinkProcess:
-    """Start with ``start``; ``arrivals`` fills with (recipient, subject) as mail comes in."""
+    """Start with ``start``; ``arrivals`` fills with ``Mail`` as messages come in."""
 
     def __init__(self) -> None:
         self.port = 0
-        self.arrivals: list[tuple[str, str]] = []
+        self.arrivals: list[Mail] = []
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -43,8 +59,7 @@ class SinkProcess:
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         async for raw in self._proc.stdout:
-            recipient, _, subject = raw.decode().rstrip("\n").partition("\t")
-            self.arrivals.append((recipient, subject))
+            self.arrivals.append(parse_line(raw.decode()))
 
     def check(self) -> None:
         if self._proc is None or self._proc.returncode is not None:

@@ -19,6 +19,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from journeyman.orchestrator.ingest import workflow_id_for
 
+from .mailbox import Mail
+
 CHECK_EVERY = 1.0  # seconds between looks for lost replies
 GRACE = 2.0  # a reply posted or delivered this recently is never considered lost
 
@@ -38,15 +40,15 @@ class Replies:
     _suspects: set[str] = field(default_factory=set)
     _last_check: float = 0.0
 
-    def from_mail(self, arrivals: list[tuple[str, str]]) -> list[str]:
+    def from_mail(self, arrivals: list[Mail]) -> list[str]:
         """Customers to reply to now (first email ``think_time`` ago); notes second emails.
 
-        ``arrivals`` is the sink's growing list of (recipient, subject).
+        ``arrivals`` is the sink's growing list of messages.
         """
         messages = arrivals[self._seen :]
         self._seen += len(messages)
         now = time.monotonic()
-        for recipient, subject in messages:
+        for recipient, subject, _ in messages:
             customer = recipient.split("@", 1)[0]
             if subject.startswith(self.first_subject):
                 self.arrived.setdefault(customer, now)

@@ -1,81 +1,72 @@
-"""The results: a Markdown table on stdout and a JSON file under bench/results/."""
+"""The results: a Markdown report on stdout and a JSON file under bench/results/.
+
+The report opens with the machine and the targets (PASS / FAIL / NOT MEASURED), then every
+figure next to its ceiling, then the details (CPU per process, per-hop latencies, and the
+growth tables of the scale phases, in ``report_details``).
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
-import sys
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from . import report_details
+from .targets import evaluate
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-_PACKAGES = ("temporalio", "fastapi", "uvicorn", "asyncpg", "httpx", "pydantic")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _memory_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
-def _nproc() -> int:
-    try:
-        return int(subprocess.run(["nproc"], capture_output=True, text=True).stdout)
-    except (OSError, ValueError):
-        return os.cpu_count() or 0
-
-
-def machine() -> dict[str, Any]:
-    versions: dict[str, str | None] = {}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "nproc": _nproc(),
-        "cpu_model": _cpu_model(),
-        "memory_gb": _memory_gb(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": versions,
-    }
 
 
 def _fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The results table, the per-process CPU table and the engine's hop latencies."""
+def machine_lines(result: dict[str, Any]) -> list[str]:
     m = result["machine"]
-    lines = [
-        f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']};"
-        f" Postgres {'durable (fsync on)' if result['config']['durable'] else 'fsync off'};"
-        f" {m.get('busy_cores_before_start', 0):.1f} cores busy with other work at start",
-        "",
-        "| measure | value |",
-        "| --- | --- |",
+    packages = m.get("packages", {})
+    load = m.get("load_average_at_start") or []
+    busy = m.get("busy_cores_before_start", 0.0)
+    durable = result["config"]["durable"]
+    return [
+        f"- Machine: {m['cpu_model']}, {m['nproc']} CPUs, {m.get('memory_gib')} GiB RAM;"
+        f" {m.get('platform', '')}",
+        f"- Versions: Python {m['python']}, Postgres {m.get('postgres', '?')}"
+        f" ({'durable, fsync on' if durable else 'fsync off'}),"
+        f" {m.get('temporal_cli') or 'temporal CLI ?'},"
+        f" temporalio {packages.get('temporalio')}, uvicorn {packages.get('uvicorn')},"
+        f" asyncpg {packages.get('asyncpg')}",
+        f"- Shared machine: {busy:.1f} cores busy with other work just before the start"
+        f" (load average {' / '.join(f'{v:.2f}' for v in load)}); the CPU table shows what"
+        " the rest of the machine used during each phase.",
+        *_quiet_line(result),
     ]
-    ing = result.get("ingest")
+
+
+def _quiet_line(result: dict[str, Any]) -> list[str]:
+    quiet = result.get("quiet_before")
+    if not quiet:
+        return []
+    each = ", ".join(
+        f"{phase} {q['busy_cores']:.1f} (waited {q['waited_s']:.0f} s)"
+        for phase, q in quiet.items()
+    )
+    return [f"- Other work on the machine just before each phase, in busy cores: {each}."]
+
+
+def targets_table(result: dict[str, Any]) -> list[str]:
+    lines = ["| target | wanted | measured | verdict | where |", "| --- | --- | --- | --- | --- |"]
+    for outcome in result.get("targets", []):
+        lines.append(
+            f"| {outcome['target']} | {outcome['wanted']} | {outcome['shown']}"
+            f" | **{outcome['verdict']}** | {outcome['note']} |"
+        )
+    return lines
+
+
+def figures_table(result: dict[str, Any]) -> list[str]:
+    lines = ["| measure | value |", "| --- | --- |"]
+    ing, ceil = result.get("ingest"), result.get("ceilings")
     if ing:
         lines += [
             f"| ingest, events/s (`POST /v1/batch`, {ing['batch_size']} track events per"
@@ -87,7 +78,32 @@ def markdown(result: dict[str, Any]) -> str:
             f" | {ing['outbox_rows']:,} / {ing['journey_runs']:,} |",
             f"| ingest, requests answered 5xx and retried | {ing['retried_5xx']} |",
         ]
+    if ceil:
+        each = f"{ceil['clients']} connections, {ceil['rows']:,} rows"
+        lines += [
+            f"| ceiling: COPY into `events`, {ceil['batch_size']} rows per transaction ({each})"
+            f" | **{_fmt(ceil['copy']['events_per_s'], 0)}** |",
+            f"| ceiling: batched `INSERT ... ON CONFLICT (message_id) DO NOTHING`,"
+            f" {ceil['batch_size']} rows per statement ({each})"
+            f" | **{_fmt(ceil['upsert']['events_per_s'], 0)}** |",
+            f"| ceiling: COPY into `events`, one transaction per connection ({each})"
+            f" | {_fmt(ceil['bulk_copy']['events_per_s'], 0)} |",
+        ]
+        if ing:
+            share = ing["events_per_s"] / ceil["upsert"]["events_per_s"]
+            copy_share = ing["events_per_s"] / ceil["copy"]["events_per_s"]
+            lines.append(
+                f"| ingest / batched-upsert ceiling (and / per-batch COPY)"
+                f" | **{share:.0%}** ({copy_share:.0%}) |"
+            )
+    lines += _journeys_rows(result)
+    lines += _reaction_rows(result.get("reaction"))
+    return lines
+
+
+def _journeys_rows(result: dict[str, Any]) -> list[str]:
     bare, engine = result.get("bare"), result.get("engine")
+    lines = []
     if bare:
         lines += [
             f"| bare Temporal, journeys/s ({bare['customers']:,} workflows, same shape)"
@@ -109,42 +125,54 @@ def markdown(result: dict[str, Any]) -> str:
         )
         ratio = engine["journeys_per_s"] / bare["journeys_per_s"]
         lines.append(f"| engine / bare Temporal | **{ratio:.0%}** |")
-    lines += _cpu_table(result)
-    if engine and engine["timeline"]["hops"]:
-        lines += ["", "Engine, per customer (p50 / p99):", "", "| hop | p50 | p99 |"]
-        lines.append("| --- | --- | --- |")
-        for hop, q in engine["timeline"]["hops"].items():
-            lines.append(f"| {hop} | {_fmt(q['p50_ms'])} ms | {_fmt(q['p99_ms'])} ms |")
-        lines += ["", "Engine, last customer past each point (s after the first entry post):", ""]
-        lines += [f"- {k}: {v:.2f} s" for k, v in engine["timeline"]["milestones_s"].items()]
-    return "\n".join(lines)
-
-
-def _cpu_table(result: dict[str, Any]) -> list[str]:
-    phases = [(name, result[key]) for name, key in _PHASES if result.get(key)]
-    if not phases:
-        return []
-    parts = list(phases[0][1]["cpu_seconds"])
-    lines = [
-        "",
-        "CPU seconds used during each timed phase (and share of one core):",
-        "",
-        "| phase | wall s | " + " | ".join(parts) + " |",
-        "| --- | --- |" + " --- |" * len(parts),
-    ]
-    for name, phase in phases:
-        wall = phase["seconds"]
-        cells = [f"{cpu:.1f} ({cpu / wall:.0%})" for cpu in phase["cpu_seconds"].values()]
-        lines.append(f"| {name} | {wall:.1f} | " + " | ".join(cells) + " |")
     return lines
 
 
-_PHASES = [("ingest", "ingest"), ("bare Temporal", "bare"), ("engine journeys", "engine")]
+def _reaction_rows(reaction: dict[str, Any] | None) -> list[str]:
+    if not reaction:
+        return []
+    r, answer = reaction["reaction"], reaction["answer"]
+    missing = []
+    if reaction["missing"]:
+        missing = [
+            f"| reaction: messages not arrived when the bench stopped waiting (counted as"
+            f" arriving then) | **{reaction['missing']} of {reaction['customers']:,}** |"
+        ]
+    return [
+        f"| reaction: `POST /v1/track` 2xx -> next message at the SMTP sink"
+        f" ({reaction['customers']:,} parked customers, {reaction['posted_per_s']:g}/s)"
+        f" p50 / p90 / p99 / max | **{_fmt(r['p50_ms'])}** / {_fmt(r['p90_ms'])} /"
+        f" **{_fmt(r['p99_ms'])}** / {_fmt(r['max_ms'])} ms (min {_fmt(reaction['min_ms'])}) |",
+        f"| reaction: the `POST /v1/track` itself, p50 / p99 | {_fmt(answer['p50_ms'])} /"
+        f" {_fmt(answer['p99_ms'])} ms |",
+        f"| reaction: parking the customers in the `wait_for` first"
+        f" | {_fmt(reaction['park_seconds'])} s |",
+        *missing,
+    ]
 
 
-def write_json(result: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+def markdown(result: dict[str, Any]) -> str:
+    """Machine, targets, figures with their ceilings, then the details."""
+    lines = machine_lines(result)
+    if "error" in result:
+        first = str(result["error"]).splitlines()[0]
+        lines += ["", f"**The run stopped early** ({first}); what it measured before is below."]
+    if "targets" in result:
+        lines += ["", *targets_table(result)]
+    lines += ["", *figures_table(result)]
+    lines += report_details.cpu_table(result)
+    lines += report_details.hop_tables(result)
+    lines += report_details.growth_tables(result)
+    return "\n".join(lines)
+
+
+def add_targets(result: dict[str, Any]) -> None:
+    result["targets"] = [outcome.as_dict() for outcome in evaluate(result)]
+
+
+def write_json(result: dict[str, Any], directory: Path = RESULTS_DIR) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"{stamp}.json"
+    path = directory / f"{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path

@@ -2,13 +2,15 @@
 
 Run as a child of the bench so the sink's SMTP handling and MIME parsing do not share the
 bench process's interpreter (and GIL) with the engine. Prints its port, then one line per
-received message, ``<recipient>\\t<subject>``; exits when its standard input closes.
+received message, ``<recipient>\\t<subject>\\t<arrival>``, the arrival in Unix seconds taken the
+moment the sink hands the message over; exits when its standard input closes.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 
 from journeyman.channels import SmtpSink
 
@@ -30,7 +32,11 @@ def main() -> None:
                 messages = sink.wait_for_messages(seen + 1, timeout=0.2)
             except TimeoutError:
                 continue
-            lines = [f"{m['To'].addresses[0].addr_spec}\t{m['Subject']}\n" for m in messages[seen:]]
+            # The wall clock, so the bench compares it with the time it got an HTTP answer.
+            at = f"{time.time():.6f}"
+            lines = [
+                f"{m['To'].addresses[0].addr_spec}\t{m['Subject']}\t{at}\n" for m in messages[seen:]
+            ]
             seen = len(messages)
             sys.stdout.write("".join(lines))
             sys.stdout.flush()

@@ -31,6 +31,7 @@ from journeyman.orchestrator.storage import connect, deploy_plan
 from journeyman.workflows.plan import Plan
 
 from .mailbox import SinkProcess
+from .worker_process import WorkerProcess
 
 WRITE_KEY = "wk_bench"
 ADMIN_TOKEN = "adm_bench"
@@ -69,6 +70,8 @@ class Stack:
         self.pg: EmbeddedPostgres | None = None
         self.temporal: TemporalDevServer | None = None
         self.sink = SinkProcess()
+        self.data_dir: Path | None = None
+        self.worker_child: WorkerProcess | None = None  # the running child worker, if any
 
     async def __aenter__(self) -> Stack:
         try:
@@ -89,6 +92,7 @@ class Stack:
     async def _start(self) -> None:
         data_dir = _reachable_tmp_dir("jm-bench-")
         self._exit.callback(shutil.rmtree, data_dir, ignore_errors=True)
+        self.data_dir = data_dir
         pg = EmbeddedPostgres(data_dir, settings=None if self.durable else FAST_PG_SETTINGS)
         # Pushed before start: stop() is a no-op when start failed (it cleans up itself).
         self._exit.push_async_callback(pg.stop)
@@ -162,6 +166,31 @@ class Stack:
             yield role
         finally:
             await _stop_role("worker", task, stop)
+
+    @contextlib.asynccontextmanager
+    async def worker_process(
+        self, database_url: str, task_queue: str
+    ) -> AsyncIterator[WorkerProcess]:
+        """The journey worker and dispatcher as a child process (``journeyman worker``)."""
+        assert self.data_dir is not None
+        worker = WorkerProcess(
+            database_url=database_url,
+            temporal_address=self.temporal_address,
+            smtp_port=self.sink.port,
+            task_queue=task_queue,
+            smtp_from=SMTP_FROM,
+            log_path=self.data_dir / f"worker-{task_queue}.log",
+        )
+        try:
+            self.worker_child = worker
+            await worker.start()
+            yield worker
+        finally:
+            self.worker_child = None
+            await worker.stop()
+
+    def worker_child_pid(self) -> int | None:
+        return self.worker_child.pid if self.worker_child is not None else None
 
 
 async def _wait_healthy(url: str, task: asyncio.Task[None], time_limit: float = 30.0) -> None:

@@ -13,6 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from .stats import percentile
+
 # Per customer: the first of each hop (a re-sent reply counts from the first one).
 _HOPS = """
 WITH ev AS (
@@ -62,11 +64,6 @@ MILESTONES: list[tuple[str, str]] = [
 ]
 
 
-def _quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
-
-
 async def read(
     conn: asyncpg.Connection,
     *,
@@ -87,8 +84,8 @@ async def read(
             if r[start] is not None and r[end] is not None
         ]
         hops[label] = {
-            "p50_ms": round(_quantile(ms, 0.5), 1),
-            "p99_ms": round(_quantile(ms, 0.99), 1),
+            "p50_ms": round(percentile(ms, 0.5), 1),
+            "p99_ms": round(percentile(ms, 0.99), 1),
         }
     milestones: dict[str, float] = {}
     for label, column in MILESTONES:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import random
 import time
 import uuid
@@ -15,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from .stack import WRITE_KEY
+from .stack import ADMIN_TOKEN, WRITE_KEY
 
 ENTRY_EVENT = "Bench Entered"
 REPLY_EVENT = "Bench Replied"
@@ -188,10 +187,11 @@ def api_client(base_url: str, *, connections: int) -> httpx.AsyncClient:
     )
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-quantile (0..1) by nearest rank; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[rank]
+def admin_client(base_url: str) -> httpx.AsyncClient:
+    """One connection with the admin token: the ``/api`` calls whose latency is measured."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+    )

@@ -11,6 +11,7 @@ import json
 import zlib
 from typing import Any
 
+import orjson
 from fastapi import Request
 
 from .errors import ApiError
@@ -46,6 +47,28 @@ async def read_json(request: Request, *, limit: int) -> Any:
             raise _too_large(limit)
     if not data.strip():
         raise ApiError(400, "invalid_request", "request body is empty")
+    return parse_json(data)
+
+
+# A run of 20 digits may be an integer beyond 64 bits, which orjson reads as a float. Found by
+# mapping every digit to "0" and anything else to " " (two passes in C; a regular expression
+# takes longer than parsing the body).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_NUMBER = b"0" * 20
+
+
+def parse_json(data: bytes) -> Any:
+    """The JSON value of ``data``, as ``json.loads`` reads it; a 400 when it is not JSON.
+
+    orjson reads the usual body several times faster. What it reads differently is left to
+    ``json``: integers beyond 64 bits (exact in Python, floats in orjson), and what orjson
+    refuses but ``json`` takes (``NaN``, a byte-order mark, UTF-16, lone surrogates).
+    """
+    if _LONG_NUMBER not in data.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # json decides, and words the error
     try:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -1,10 +1,12 @@
 """Behavioural metrics per customer, kept current as events arrive, and the recency sweep.
 
-``apply_event`` runs inside the ingest transaction for each stored event: two statements (the
-row locked, then one upsert), so ingest stays cheap. ``load`` reads a customer's metrics with
-what is derived from them, ``merge`` joins two customers' metrics when their identities merge,
-and ``sweep_recency`` turns the passing of time into ``Became Inactive`` / ``Became Lost``
-events.
+``fold_events`` runs inside the ingest transaction for a batch's stored events: one statement
+reads and locks the customers' rows, the events are applied in order in memory, and one
+upsert (``upsert_sql``, written by ingest with its other rows) writes them, however many
+events and customers (``apply_events`` and ``apply_event`` run both statements). ``load``
+reads a customer's metrics with what is derived from them, ``merge`` joins two customers'
+metrics when their identities merge, and ``sweep_recency`` turns the passing of time into
+``Became Inactive`` / ``Became Lost`` events.
 
 Events the engine records itself (``context.source`` is ``journeyman``) are not customer
 activity and change nothing here.
@@ -12,14 +14,20 @@ activity and change nothing here.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Final
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import asyncpg
+import orjson
 from pydantic import BaseModel, ConfigDict, computed_field
+
+from journeyman.workflows.expressions.syntax import DAYS_SINCE_METRICS, METRICS
 
 from .classes import (
     FrequencyClass,
@@ -154,38 +162,56 @@ class CustomerMetrics(BaseModel):
         """The device type of most of the customer's events."""
         return next(iter(_top(self.devices, 1)), None)
 
-    def as_condition_values(self) -> dict[str, Any]:
+    def as_condition_values(self, names: Iterable[str] | None = None) -> dict[str, Any]:
         """What ``metrics.NAME`` reads in a condition: plain numbers, text and lists, times as
-        ISO-8601 text in UTC (``days_since_*`` are counted from those when evaluated)."""
-        average = self.average_order_value
-        return {
-            "frequency": self.frequency_class,
-            "recency": self.recency_class,
-            "order_count": self.order_count,
-            "revenue_total": float(self.revenue_total),
-            "average_order_value": None if average is None else float(average),
-            "first_order_at": _iso(self.first_order_at),
-            "last_order_at": _iso(self.last_order_at),
-            "top_categories": self.top_categories,
-            "top_products": self.top_products,
-            "last_seen_at": _iso(self.last_seen_at),
-            "preferred_channel": self.preferred_channel,
-            "preferred_device": self.preferred_device,
-            "last_channel": self.last_channel,
-            "last_device": self.last_device,
-            "last_satisfaction": self.last_satisfaction,
-            "last_satisfaction_at": _iso(self.last_satisfaction_at),
-        }
+        ISO-8601 text in UTC (``days_since_*`` are counted from those when evaluated).
+
+        ``names`` limits it to the metrics a condition reads (``Needs.metrics``): some, such
+        as the top categories, take a while to work out.
+        """
+        if names is None:
+            return {name: read(self) for name, read in _CONDITION_VALUES.items()}
+        # ``days_since_X`` is counted from the stored time it names, when evaluated.
+        wanted = {DAYS_SINCE_METRICS.get(name, name) for name in names}
+        return {name: read(self) for name, read in _CONDITION_VALUES.items() if name in wanted}
 
 
-def condition_values(metrics: CustomerMetrics | None) -> dict[str, Any]:
-    """``metrics.as_condition_values()``; for a customer never seen, no orders and no recency
-    (``metrics.recency is null`` holds, ``metrics.frequency == "none"`` too)."""
+def _average_order_value(metrics: CustomerMetrics) -> float | None:
+    average = metrics.average_order_value
+    return None if average is None else float(average)
+
+
+_CONDITION_VALUES: Final[dict[str, Callable[[CustomerMetrics], Any]]] = {
+    "frequency": lambda m: m.frequency_class,
+    "recency": lambda m: m.recency_class,
+    "order_count": lambda m: m.order_count,
+    "revenue_total": lambda m: float(m.revenue_total),
+    "average_order_value": _average_order_value,
+    "first_order_at": lambda m: _iso(m.first_order_at),
+    "last_order_at": lambda m: _iso(m.last_order_at),
+    "top_categories": lambda m: m.top_categories,
+    "top_products": lambda m: m.top_products,
+    "last_seen_at": lambda m: _iso(m.last_seen_at),
+    "preferred_channel": lambda m: m.preferred_channel,
+    "preferred_device": lambda m: m.preferred_device,
+    "last_channel": lambda m: m.last_channel,
+    "last_device": lambda m: m.last_device,
+    "last_satisfaction": lambda m: m.last_satisfaction,
+    "last_satisfaction_at": lambda m: _iso(m.last_satisfaction_at),
+}
+
+
+def condition_values(
+    metrics: CustomerMetrics | None, names: Iterable[str] | None = None
+) -> dict[str, Any]:
+    """``metrics.as_condition_values(names)``; for a customer never seen, no orders and no
+    recency (``metrics.recency is null`` holds, ``metrics.frequency == "none"`` too)."""
     if metrics is None:
-        values = CustomerMetrics(customer_id="").as_condition_values()
-        values["recency"] = None
+        values = CustomerMetrics(customer_id="").as_condition_values(names)
+        if "recency" in values:
+            values["recency"] = None
         return values
-    return metrics.as_condition_values()
+    return metrics.as_condition_values(names)
 
 
 def _top(counts: Mapping[str, int | float], n: int) -> list[str]:
@@ -200,18 +226,20 @@ def _iso(moment: datetime | None) -> str | None:
 # What one event adds to the metrics.
 
 
-class Observation(BaseModel):
-    """What one stored event contributes, read through the configured event mapping."""
+# No categories or products: shared, and read-only so that nobody fills it by mistake.
+_NO_UNITS: Final[Mapping[str, int | float]] = MappingProxyType({})
 
-    model_config = ConfigDict(frozen=True)
+
+class Observation(NamedTuple):
+    """What one stored event contributes, read through the configured event mapping."""
 
     at: datetime  # when it happened, never after ``now`` (client clocks run fast at times)
     channel: str | None = None
     device: str | None = None
     order: bool = False
     revenue: Decimal = Decimal(0)
-    categories: dict[str, int | float] = {}
-    products: dict[str, int | float] = {}
+    categories: Mapping[str, int | float] = _NO_UNITS
+    products: Mapping[str, int | float] = _NO_UNITS
     satisfaction: float | None = None
 
 
@@ -219,22 +247,25 @@ def observe(
     event: IncomingEvent, *, settings: CustomerDataSettings, now: datetime
 ) -> Observation | None:
     """What ``event`` adds to its customer's metrics; None when it is not customer activity."""
-    if event.context.get("source") == ENGINE_SOURCE:
+    context = event.context
+    if context.get("source") == ENGINE_SOURCE:
         return None
     occurred = event.occurred_at
-    at = min(occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC), now)
+    at = occurred if occurred.tzinfo else occurred.replace(tzinfo=UTC)
+    at = at if at <= now else now
     interaction = settings.interaction
-    fields: dict[str, Any] = {
-        "at": at,
-        "channel": _name(_path(event.context, interaction.channel)),
-        "device": _name(_path(event.context, interaction.device)),
-    }
-    if event.type == "track" and event.event == settings.orders.event:
-        fields.update(_order(event.properties, settings))
-    if event.type == "track" and event.event == settings.satisfaction.event:
+    channel = _name(_path(context, interaction.channel))
+    device = _name(_path(context, interaction.device))
+    if event.type != "track":
+        return Observation(at, channel, device)
+    order: dict[str, Any] = {}
+    satisfaction: float | None = None
+    if event.event == settings.orders.event:
+        order = _order(event.properties, settings)
+    if event.event == settings.satisfaction.event:
         score = _number(event.properties.get(settings.satisfaction.score))
-        fields["satisfaction"] = None if score is None else float(score)
-    return Observation(**fields)
+        satisfaction = None if score is None else float(score)
+    return Observation(at, channel, device, satisfaction=satisfaction, **order)
 
 
 def _order(properties: Mapping[str, Any], settings: CustomerDataSettings) -> dict[str, Any]:
@@ -270,17 +301,24 @@ def _order(properties: Mapping[str, Any], settings: CustomerDataSettings) -> dic
     return {"order": True, "revenue": revenue, "categories": categories, "products": products}
 
 
+@functools.cache
+def _parts(dotted: str) -> tuple[str, ...]:
+    # The configured paths are few: each is split once, not for every event.
+    return tuple(dotted.split("."))
+
+
 def _path(data: Mapping[str, Any], dotted: str) -> Any:
     value: Any = data
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping):
+    for part in _parts(dotted):
+        # dict first: the ABC check is slow, and events hold plain dicts.
+        if not isinstance(value, dict) and not isinstance(value, Mapping):
             return None
         value = value.get(part)
     return value
 
 
 def _name(value: Any) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    if value is None or isinstance(value, bool) or not isinstance(value, str | int):
         return None
     text = str(value).strip()
     return text if 0 < len(text) <= MAX_KEY_CHARS else None
@@ -334,12 +372,20 @@ _LAST_SATISFACTION_AT = _latest(
     "last_satisfaction_at", stored_at="last_satisfaction_at", **_SATISFIED
 )
 
-_UPSERT: Final = f"""
+
+# One row per customer: the counts are added (so events of concurrent transactions for a
+# customer not yet stored all count), the rest as ``_Fold`` computed it from the locked row.
+def upsert_sql(param: str = "$1") -> str:
+    """The statement writing ``MetricsUpdate.rows`` (passed as ``param``); a CTE in ingest."""
+    return f"""
 INSERT INTO customer_metrics AS m (
     customer_id, order_count, revenue_total, first_order_at, last_order_at, categories,
     products, last_seen_at, channels, devices, last_channel, last_device, last_satisfaction,
     last_satisfaction_at, frequency_class, recency_class, updated_at)
-VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now())
+SELECT x->>0, (x->>1)::int, (x->>2)::numeric, (x->>3)::timestamptz, (x->>4)::timestamptz,
+    x->5, x->6, (x->>7)::timestamptz, x->8, x->9, x->>10, x->>11, (x->>12)::numeric,
+    (x->>13)::timestamptz, x->>14, x->>15, now()
+FROM jsonb_array_elements({param}::text::jsonb) AS rows(x)
 ON CONFLICT (customer_id) DO UPDATE SET
     order_count = m.order_count + excluded.order_count,
     revenue_total = m.revenue_total + excluded.revenue_total,
@@ -360,6 +406,311 @@ ON CONFLICT (customer_id) DO UPDATE SET
 """
 
 
+# The metrics (as conditions name them) that only an order moves.
+_ORDER_METRICS: Final = frozenset(
+    {
+        "order_count",
+        "revenue_total",
+        "average_order_value",
+        "first_order_at",
+        "last_order_at",
+        "top_categories",
+        "top_products",
+        "days_since_first_order",
+        "days_since_last_order",
+    }
+)
+
+
+def _add_units(
+    counts: dict[str, Decimal] | None, more: Mapping[str, int | float]
+) -> dict[str, Decimal] | None:
+    """``counts`` with ``more`` added (made if need be), as decimals, as Postgres adds them:
+    0.1 and 0.2 units are 0.3, not 0.30000000000000004."""
+    if not more:
+        return counts
+    counts = {} if counts is None else counts
+    for key, units in more.items():
+        counts[key] = counts.get(key, Decimal(0)) + Decimal(str(units))
+    return counts
+
+
+# Shared by every row without counts; only ever written out (orjson takes dicts only).
+_NO_COUNTS: Final[dict[str, int | float]] = {}
+
+
+def _plain(counts: Mapping[str, Decimal] | None) -> dict[str, int | float]:
+    if not counts:
+        return _NO_COUNTS
+    return {
+        key: int(total) if total == total.to_integral_value() else float(total)
+        for key, total in counts.items()
+    }
+
+
+class _Fold:
+    """One customer's events of a batch, applied in order to the row read under lock.
+
+    The result is one row for ``upsert_sql`` that leaves the customer as applying the events one
+    at a time would: counts and totals are sums, first and latest times the least and the
+    greatest, and the latest channel, device and satisfaction are those of the last event
+    that was, when it came, at least as recent as everything before it (what ``_latest`` asks
+    of a single event; the row's latest time is then at least that event's, so the upsert
+    takes the value). The frequency class depends on the totals alone, so it is worked out
+    once, from the final ones.
+    """
+
+    __slots__ = (
+        "categories",
+        "channel",
+        "channels",
+        "customer_id",
+        "device",
+        "devices",
+        "first_order_at",
+        "last_order_at",
+        "last_seen_at",
+        "new_first_order",
+        "new_last_order",
+        "new_last_seen",
+        "new_satisfaction_at",
+        "old_frequency",
+        "old_last_seen_at",
+        "old_recency",
+        "order_count",
+        "orders",
+        "products",
+        "recency",
+        "revenue",
+        "revenue_total",
+        "satisfaction",
+        "satisfaction_at",
+    )
+
+    def __init__(self, customer_id: str, row: Mapping[str, Any] | None) -> None:
+        self.customer_id = customer_id
+        self.old_frequency: FrequencyClass | None = row["frequency_class"] if row else None
+        self.old_last_seen_at: datetime | None = row["last_seen_at"] if row else None
+        self.old_recency: RecencyClass | None = row["recency_class"] if row else None
+        if row is None:
+            self.order_count = 0
+            self.revenue_total = Decimal(0)
+            self.first_order_at: datetime | None = None
+            self.last_order_at: datetime | None = None
+            self.last_seen_at: datetime | None = None
+            self.satisfaction_at: datetime | None = None
+            self.recency: RecencyClass | None = None
+        else:
+            self.order_count = row["order_count"]
+            self.revenue_total = row["revenue_total"]
+            self.first_order_at = row["first_order_at"]
+            self.last_order_at = row["last_order_at"]
+            self.last_seen_at = row["last_seen_at"]
+            self.satisfaction_at = row["last_satisfaction_at"]
+            self.recency = row["recency_class"]
+        # What this batch adds.
+        self.orders = 0
+        self.revenue = Decimal(0)
+        self.new_first_order: datetime | None = None
+        self.new_last_order: datetime | None = None
+        self.new_last_seen: datetime | None = None
+        # Made when first needed: most events bring no order, many no channel or device.
+        self.categories: dict[str, Decimal] | None = None
+        self.products: dict[str, Decimal] | None = None
+        self.channels: dict[str, Decimal] | None = None
+        self.devices: dict[str, Decimal] | None = None
+        self.channel: str | None = None
+        self.device: str | None = None
+        self.satisfaction: float | None = None
+        self.new_satisfaction_at: datetime | None = None
+
+    def add(
+        self, seen: Observation, *, now: datetime, settings: CustomerDataSettings
+    ) -> RecencyChange | None:
+        """Apply one event; the recency change it makes, if any."""
+        at = seen.at
+        if seen.order:
+            self.orders += 1
+            self.order_count += 1
+            self.revenue += seen.revenue
+            self.revenue_total += seen.revenue
+            self.first_order_at = _least(self.first_order_at, at)
+            self.last_order_at = _greatest(self.last_order_at, at)
+            self.new_first_order = _least(self.new_first_order, at)
+            self.new_last_order = _greatest(self.new_last_order, at)
+            self.categories = _add_units(self.categories, seen.categories)
+            self.products = _add_units(self.products, seen.products)
+        latest = self.last_seen_at is None or at >= self.last_seen_at
+        if seen.channel:
+            self.channels = _add_units(self.channels, {seen.channel: 1})
+            if latest:
+                self.channel = seen.channel
+        if seen.device:
+            self.devices = _add_units(self.devices, {seen.device: 1})
+            if latest:
+                self.device = seen.device
+        if seen.satisfaction is not None and (
+            self.satisfaction_at is None or at >= self.satisfaction_at
+        ):
+            self.satisfaction, self.satisfaction_at = seen.satisfaction, at
+            self.new_satisfaction_at = at
+        if latest:
+            self.last_seen_at = at
+        self.new_last_seen = _greatest(self.new_last_seen, at)
+        previous = self.recency
+        if previous == "active":
+            return None  # activity keeps an active customer active, however old it is
+        assert self.last_seen_at is not None
+        recent = recency_class(self.last_seen_at, now, settings)
+        # A new customer starts in the class their activity puts them in; after that only
+        # activity recent enough makes them active, and only the sweep ages them.
+        self.recency = recent if previous is None or recent == "active" else previous
+        if previous is None or previous == self.recency:
+            return None
+        return RecencyChange(
+            customer_id=self.customer_id,
+            from_class=previous,
+            to_class=self.recency,
+            last_seen_at=self.last_seen_at,
+        )
+
+    def moved(self, frequency: FrequencyClass) -> frozenset[str]:
+        """The metrics (as conditions name them) whose value these events may have changed;
+        every one for a customer seen for the first time."""
+        if self.old_recency is None:
+            return frozenset(METRICS)
+        names: set[str] = set()
+        if self.orders:
+            names.update(_ORDER_METRICS)
+        if self.last_seen_at != self.old_last_seen_at:
+            names.update(("last_seen_at", "days_since_last_seen"))
+        if self.channels:
+            names.update(("preferred_channel", "last_channel"))
+        if self.devices:
+            names.update(("preferred_device", "last_device"))
+        if self.new_satisfaction_at is not None:
+            names.update(("last_satisfaction", "last_satisfaction_at"))
+        if frequency != self.old_frequency:
+            names.add("frequency")
+        if self.recency != self.old_recency:
+            names.add("recency")
+        return frozenset(names)
+
+    def frequency(self, *, now: datetime, settings: CustomerDataSettings) -> FrequencyClass:
+        return frequency_class(
+            order_count=self.order_count,
+            revenue_total=self.revenue_total,
+            first_order_at=self.first_order_at,
+            last_order_at=self.last_order_at,
+            now=now,
+            settings=settings,
+        )
+
+    def row(self, frequency: FrequencyClass) -> tuple[Any, ...]:
+        assert self.recency is not None
+        return (
+            self.customer_id,
+            self.orders,
+            str(self.revenue),  # as text: exact, as numeric adds it
+            self.new_first_order,
+            self.new_last_order,
+            _plain(self.categories),
+            _plain(self.products),
+            self.new_last_seen,
+            _plain(self.channels),
+            _plain(self.devices),
+            self.channel,
+            self.device,
+            self.satisfaction,
+            self.new_satisfaction_at,
+            frequency,
+            self.recency,
+        )
+
+
+@dataclass(frozen=True)
+class MetricsUpdate:
+    """What a batch of events does to its customers' metrics, to be written by the caller."""
+
+    rows: str | None  # for ``upsert_sql``, as JSON; None: nothing to write
+    changes: list[tuple[int, RecencyChange]]  # (position of the event that made it, change)
+    # customer -> the metrics (as conditions name them) whose value may have changed
+    moved: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+async def fold_events(
+    conn: asyncpg.Connection,
+    events: Sequence[tuple[str, IncomingEvent]],
+    *,
+    settings: CustomerDataSettings,
+    now: datetime | None = None,
+) -> MetricsUpdate:
+    """Apply stored events, (customer id, event) in order, to their customers' metrics rows,
+    read and locked in one statement; the rows to write and the recency changes.
+
+    Each customer ends as ``apply_event`` for each of their events in turn would leave them.
+    The changes carry the position of the event that made each (the caller records
+    ``change.event(...)`` after that event); engine events change nothing.
+    """
+    now = now or datetime.now(UTC)
+    seen: list[tuple[int, str, Observation]] = []
+    for position, (customer_id, event) in enumerate(events):
+        observed = observe(event, settings=settings, now=now)
+        if observed is not None:
+            seen.append((position, customer_id, observed))
+    if not seen:
+        return MetricsUpdate(None, [])
+    # The rows stay locked until the caller commits, so concurrent events for a customer
+    # (and the sweep's class update) apply one after the other, each seeing the last. They
+    # are locked in id order, so concurrent batches cannot deadlock on them.
+    rows = {
+        row["customer_id"]: row
+        for row in await conn.fetch(
+            # A join on the ids rather than ``= ANY($1)``: Postgres re-plans the latter's
+            # generic plan for every call once the table churns (several ms for a batch).
+            "SELECT m.customer_id, m.order_count, m.revenue_total, m.first_order_at,"
+            " m.last_order_at, m.last_seen_at, m.last_satisfaction_at, m.recency_class,"
+            " m.frequency_class"
+            " FROM unnest($1::text[]) AS wanted(customer_id)"
+            " JOIN customer_metrics m USING (customer_id) ORDER BY m.customer_id FOR UPDATE OF m",
+            sorted({customer_id for _, customer_id, _ in seen}),
+        )
+    }
+    folds: dict[str, _Fold] = {}
+    changes: list[tuple[int, RecencyChange]] = []
+    for position, customer_id, observed in seen:
+        fold = folds.get(customer_id)
+        if fold is None:
+            fold = folds[customer_id] = _Fold(customer_id, rows.get(customer_id))
+        change = fold.add(observed, now=now, settings=settings)
+        if change is not None:
+            changes.append((position, change))
+    written: list[tuple[Any, ...]] = []
+    moved: dict[str, frozenset[str]] = {}
+    for customer_id in sorted(folds):
+        fold = folds[customer_id]
+        frequency = fold.frequency(now=now, settings=settings)
+        written.append(fold.row(frequency))
+        moved[customer_id] = fold.moved(frequency)
+    # One JSON array of rows as the one parameter (as ingest writes its rows).
+    encoded = orjson.dumps(written, option=orjson.OPT_NAIVE_UTC).decode()
+    return MetricsUpdate(encoded, changes, moved)
+
+
+async def apply_events(
+    conn: asyncpg.Connection,
+    events: Sequence[tuple[str, IncomingEvent]],
+    *,
+    settings: CustomerDataSettings,
+    now: datetime | None = None,
+) -> list[tuple[int, RecencyChange]]:
+    """``fold_events``, written at once: one read and one write for all the events."""
+    update = await fold_events(conn, events, settings=settings, now=now)
+    if update.rows is not None:
+        await conn.execute(upsert_sql(), update.rows)
+    return update.changes
+
+
 async def apply_event(
     conn: asyncpg.Connection,
     *,
@@ -376,59 +727,8 @@ async def apply_event(
     class changed (the caller records ``change.event(...)``); None otherwise, also for a
     customer's first event and for the engine's own events, which change nothing.
     """
-    now = now or datetime.now(UTC)
-    seen = observe(event, settings=settings, now=now)
-    if seen is None:
-        return None
-    # The row stays locked until the caller commits, so concurrent events for one customer
-    # (and the sweep's class update) apply one after the other, each seeing the last.
-    row = await conn.fetchrow(
-        "SELECT order_count, revenue_total, first_order_at, last_order_at, last_seen_at,"
-        " recency_class FROM customer_metrics WHERE customer_id = $1 FOR UPDATE",
-        customer_id,
-    )
-    order_count = (row["order_count"] if row else 0) + int(seen.order)
-    revenue_total = (row["revenue_total"] if row else Decimal(0)) + seen.revenue
-    first_order = _least(row["first_order_at"] if row else None, seen.at if seen.order else None)
-    last_order = _greatest(row["last_order_at"] if row else None, seen.at if seen.order else None)
-    last_seen = _greatest(row["last_seen_at"] if row else None, seen.at)
-    assert last_seen is not None
-    frequency = frequency_class(
-        order_count=order_count,
-        revenue_total=revenue_total,
-        first_order_at=first_order,
-        last_order_at=last_order,
-        now=now,
-        settings=settings,
-    )
-    recent = recency_class(last_seen, now, settings)
-    previous: RecencyClass | None = row["recency_class"] if row else None
-    # A new customer starts in the class their activity puts them in; after that only
-    # activity recent enough makes them active, and only the sweep ages them.
-    recency: RecencyClass = recent if previous is None or recent == "active" else previous
-    await conn.execute(
-        _UPSERT,
-        customer_id,
-        int(seen.order),
-        seen.revenue,
-        seen.at if seen.order else None,
-        seen.categories,
-        seen.products,
-        seen.at,
-        {seen.channel: 1} if seen.channel else {},
-        {seen.device: 1} if seen.device else {},
-        seen.channel,
-        seen.device,
-        seen.satisfaction,
-        seen.at if seen.satisfaction is not None else None,
-        frequency,
-        recency,
-    )
-    if previous is None or previous == recency:
-        return None
-    return RecencyChange(
-        customer_id=customer_id, from_class=previous, to_class=recency, last_seen_at=last_seen
-    )
+    changes = await apply_events(conn, [(customer_id, event)], settings=settings, now=now)
+    return changes[0][1] if changes else None
 
 
 def _least(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -446,6 +746,18 @@ async def load(conn: asyncpg.Connection | asyncpg.Pool, customer_id: str) -> Cus
     """The customer's metrics, or None when no activity of theirs was ever stored."""
     row = await conn.fetchrow("SELECT * FROM customer_metrics WHERE customer_id = $1", customer_id)
     return None if row is None else _from_row(row)
+
+
+async def load_many(
+    conn: asyncpg.Connection | asyncpg.Pool, customer_ids: Iterable[str]
+) -> dict[str, CustomerMetrics]:
+    """``load`` for several customers in one round trip; those never active are left out."""
+    rows = await conn.fetch(
+        "SELECT m.* FROM unnest($1::text[]) AS wanted(customer_id)"
+        " JOIN customer_metrics m USING (customer_id)",
+        sorted(set(customer_ids)),
+    )
+    return {row["customer_id"]: _from_row(row) for row in rows}
 
 
 def _from_row(row: Mapping[str, Any]) -> CustomerMetrics:

@@ -90,25 +90,37 @@ def may_enter(
 async def under_cap(conn: asyncpg.Connection, plan: Plan) -> bool:
     """Whether the journey's entry caps leave room for one more entrant (locks the journey's
     entries until the transaction ends, so concurrent batches cannot overshoot)."""
+    total, today = await entries_so_far(conn, plan)
+    return room_for_one(plan, total, today)
+
+
+async def entries_so_far(conn: asyncpg.Connection, plan: Plan) -> tuple[int, int]:
+    """The journey's runs, in all and entered today (UTC), counted once its caps are set;
+    locks its entries until the transaction ends (no count without a cap)."""
     cap = plan.entry.cap
     if cap.total is None and cap.per_day is None:
-        return True
+        return 0, 0
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('entry/' || $1))", plan.journey_id)
+    total = today = 0
     if cap.total is not None:
         total = await conn.fetchval(
             "SELECT count(*) FROM journey_runs WHERE journey_id = $1", plan.journey_id
         )
-        if total >= cap.total:
-            return False
     if cap.per_day is not None:
         today = await conn.fetchval(
             "SELECT count(*) FROM journey_runs WHERE journey_id = $1"
             " AND entered_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
             plan.journey_id,
         )
-        if today >= cap.per_day:
-            return False
-    return True
+    return total, today
+
+
+def room_for_one(plan: Plan, total: int, today: int) -> bool:
+    """Whether the caps let one more customer in, with ``total`` and ``today`` entered."""
+    cap = plan.entry.cap
+    if cap.total is not None and total >= cap.total:
+        return False
+    return cap.per_day is None or today < cap.per_day
 
 
 async def enter(

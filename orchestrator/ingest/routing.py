@@ -20,6 +20,8 @@ class TriggerIndex:
     segments: SegmentIndex = field(default_factory=SegmentIndex)
     # event name -> journeys that react to it in any deployed version (runs stay pinned to theirs)
     _concerned: dict[str, set[str]] = field(default_factory=dict)
+    # the same, sorted once: ingest asks for every event it stores
+    _sorted: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -34,6 +36,7 @@ class TriggerIndex:
             index._add(plan)
         for plan in others:
             index._add(plan)
+        index._sorted = {name: tuple(sorted(ids)) for name, ids in index._concerned.items()}
         return index
 
     def _add(self, plan: Plan) -> None:
@@ -46,7 +49,11 @@ class TriggerIndex:
 
     def journeys_for(self, event: str) -> list[str]:
         """Journey ids, sorted, for which an event with this name may matter."""
-        return sorted(self._concerned.get(event, ()))
+        return list(self.concerned(event))
+
+    def concerned(self, event: str) -> tuple[str, ...]:
+        """``journeys_for``, without a copy: empty for most events."""
+        return self._sorted.get(event, ())
 
     def __len__(self) -> int:
         return len(self.active)

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from journeyman.orchestrator.ingest import IncomingEvent, ingest
+from journeyman.orchestrator.ingest.messages import read_batch, read_single
 from journeyman.orchestrator.ingest.segment import (
     Alias,
     Batch,
@@ -31,10 +32,7 @@ from journeyman.orchestrator.ingest.segment import (
     Rejected,
     Screen,
     Track,
-    normalise,
-    parse_message,
     problems_of,
-    read_batch,
 )
 from journeyman.orchestrator.observability import type_label
 
@@ -94,17 +92,22 @@ def _rejected(item: Rejected) -> RejectedMessage:
     )
 
 
+def _type_label(raw: object) -> str:
+    # A "type" that is not text (an object, a list) is no type, and not hashable either.
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    return type_label(raw) if isinstance(kind, str) else "unknown"
+
+
 def _single(
     body: dict[str, Any], kind: type[Message], *, received_at: datetime, source_id: str
 ) -> IncomingEvent:
     try:
-        message = parse_message(body, kind)
+        return read_single(body, kind, received_at=received_at, source_id=source_id)
     except MessageRejected as exc:
         if exc.code == "too_large":
             raise ApiError(413, "payload_too_large", exc.message) from None
         fields = [f.model_dump() for f in _fields(exc.problems)]
         raise ApiError(400, "invalid_request", exc.message, fields=fields) from None
-    return normalise(message, received_at=received_at, source_id=source_id)
 
 
 def _envelope(body: dict[str, Any]) -> Batch:
@@ -149,45 +152,58 @@ async def _answer(
     request: Request, services: ServicesDep, kind: type[Message] | None
 ) -> IngestResponse | JSONResponse:
     """Read, authenticate, validate and commit one request; ``kind`` None is a batch."""
-    metrics = process_metrics(request)
     # The spec's receivedAt: once per request, as it arrives (before any wait for a turn).
     received_at = datetime.now(UTC)
     async with services.ingest_limiter.slot():
-        body = await read_json(request, limit=services.max_body_bytes)
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_request", "body must be a JSON object")
-        supplied = basic_user(request)
-        if supplied is None and isinstance(body.get("writeKey"), str):
-            supplied = body["writeKey"]
+        events, rejected = await _read(request, services, kind, received_at=received_at)
+        if not events:
+            return _all_rejected(rejected)
         with database_unavailable_is_503():
-            source_id = await check_write_key(services, supplied)
-            rejected: list[RejectedMessage] = []
-            if kind is None:
-                events, problems = read_batch(
-                    _envelope(body), received_at=received_at, source_id=source_id
-                )
-                rejected = [_rejected(item) for item in problems]
-                raws = body.get("batch")
-                for item in problems:
-                    raw = raws[item.index] if isinstance(raws, list) else None
-                    metrics.count_rejected(type_label(raw), item.code)
-                if not events:
-                    return _all_rejected(rejected)
-            else:
-                try:
-                    events = [_single(body, kind, received_at=received_at, source_id=source_id)]
-                except ApiError as exc:
-                    reason = "too_large" if exc.status == 413 else "invalid"
-                    metrics.count_rejected(kind.model_fields["type"].default, reason)
-                    raise
             pool = PatientPool(services.pool, services.ingest_queue_seconds)
             result = await ingest(
                 pool, events=events, index=services.index, settings=services.customer_settings
             )
-    metrics.count_stored(
+    process_metrics(request).count_stored(
         (e.type for e in events), accepted=result.accepted, duplicates=result.duplicates
     )
     return IngestResponse(accepted=result.accepted, duplicates=result.duplicates, rejected=rejected)
+
+
+async def _read(
+    request: Request,
+    services: ServicesDep,
+    kind: type[Message] | None,
+    *,
+    received_at: datetime,
+) -> tuple[list[IncomingEvent], list[RejectedMessage]]:
+    """The request's accepted messages and its rejected ones, once its write key is checked.
+
+    Apart from ``_answer`` so that the parsed body is let go of before the messages are
+    stored: the events hold what they need of it, and a body no one refers to any more is
+    freed at once instead of living on through the garbage collector's generations.
+    """
+    metrics = process_metrics(request)
+    body = await read_json(request, limit=services.max_body_bytes)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "body must be a JSON object")
+    supplied = basic_user(request)
+    if supplied is None and isinstance(body.get("writeKey"), str):
+        supplied = body["writeKey"]
+    with database_unavailable_is_503():
+        source_id = await check_write_key(services, supplied)
+    if kind is not None:
+        try:
+            return [_single(body, kind, received_at=received_at, source_id=source_id)], []
+        except ApiError as exc:
+            reason = "too_large" if exc.status == 413 else "invalid"
+            metrics.count_rejected(kind.model_fields["type"].default, reason)
+            raise
+    events, problems = read_batch(_envelope(body), received_at=received_at, source_id=source_id)
+    raws = body.get("batch")
+    for item in problems:
+        raw = raws[item.index] if isinstance(raws, list) else None
+        metrics.count_rejected(_type_label(raw), item.code)
+    return events, [_rejected(item) for item in problems]
 
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
