@@ -17,7 +17,6 @@ import asyncpg
 from markupsafe import Markup
 
 from journeyman.orchestrator.proportions import DEFAULT_CONFIDENCE
-from journeyman.orchestrator.storage import load_plan
 from journeyman.orchestrator.storage.experiment_reports import (
     Comparison,
     GoalConversion,
@@ -25,12 +24,14 @@ from journeyman.orchestrator.storage.experiment_reports import (
     MetricConversion,
     StoredDecision,
     compare,
+    experiment_steps,
     holdout_counts,
     rate_of,
+    report_plans,
     stored_decision,
     variant_counts,
 )
-from journeyman.workflows.plan import ExperimentStep, Plan, walk
+from journeyman.workflows.plan import ExperimentStep, Plan
 
 from . import experiment_charts as charts
 from .experiment_charts import Group
@@ -62,27 +63,6 @@ class Holdout:
     def uplift(self) -> Comparison:
         assert self.treated.versus is not None  # the treated group is compared by definition
         return self.treated.versus
-
-
-async def _plans(pool: asyncpg.Pool, ref: JourneyRef) -> list[Plan]:
-    """The version asked for; or the active one first, then the others, newest first."""
-    if ref.version is not None:
-        return [ref.plan]
-    others = [v for v in reversed(ref.versions) if v != ref.plan.version]
-    return [ref.plan] + [
-        await load_plan(pool, journey_id=ref.journey_id, version=v) for v in others
-    ]
-
-
-def _experiment_steps(plans: list[Plan]) -> list[tuple[ExperimentStep, str]]:
-    """Each experiment step once (by id), as the first plan that has it defines it."""
-    found: dict[str, tuple[ExperimentStep, str]] = {}
-    for plan in plans:
-        for stage in plan.stages:
-            for step in walk(stage.steps):
-                if isinstance(step, ExperimentStep) and step.id not in found:
-                    found[step.id] = (step, stage.name)
-    return list(found.values())
 
 
 def _group(counts: GroupCounts, baseline: GroupCounts | None, *, winner: bool = False) -> Group:
@@ -182,11 +162,11 @@ async def experiments(
     """The section's data: ``experiments`` (one per experiment step) and ``holdout`` (None
     when no version in scope holds customers out)."""
     moment = now or datetime.now(UTC)
-    plans = await _plans(pool, ref)
+    plans = await report_plans(pool, ref.plan, ref.versions, only_first=ref.version is not None)
     return {
         "experiments": [
             await _experiment(pool, ref, step, stage, moment)
-            for step, stage in _experiment_steps(plans)
+            for step, stage in experiment_steps(plans)
         ],
         "holdout": await _holdout(pool, ref, plans, moment),
         "confidence": CONFIDENCE,

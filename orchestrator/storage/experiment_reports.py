@@ -22,7 +22,7 @@ metric events by ``(customer_id, event, occurred_at)``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -35,7 +35,36 @@ from journeyman.orchestrator.proportions import (
     wilson,
 )
 from journeyman.workflows.conditions import matches_properties
-from journeyman.workflows.plan import EventMatch
+from journeyman.workflows.plan import EventMatch, ExperimentStep, Plan, walk
+
+from .journeys import load_plan
+
+
+async def report_plans(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    first: Plan,
+    versions: Sequence[str],
+    *,
+    only_first: bool,
+) -> list[Plan]:
+    """The plans a report covers: ``first`` alone, or ``first`` (the active version) then the
+    journey's other ``versions``, newest first."""
+    if only_first:
+        return [first]
+    others = [v for v in reversed(versions) if v != first.version]
+    return [first] + [await load_plan(conn, journey_id=first.journey_id, version=v) for v in others]
+
+
+def experiment_steps(plans: Sequence[Plan]) -> list[tuple[ExperimentStep, str]]:
+    """Each experiment step once (by id) with its stage, as the first plan that has it
+    defines it."""
+    found: dict[str, tuple[ExperimentStep, str]] = {}
+    for plan in plans:
+        for stage in plan.stages:
+            for step in walk(stage.steps):
+                if isinstance(step, ExperimentStep) and step.id not in found:
+                    found[step.id] = (step, stage.name)
+    return list(found.values())
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from journeyman.orchestrator.proportions import DEFAULT_CONFIDENCE
-from journeyman.orchestrator.storage import list_journeys, load_plan
+from journeyman.orchestrator.storage import list_journeys
 from journeyman.orchestrator.storage.experiment_reports import (
     Comparison,
     GoalConversion,
@@ -22,12 +22,14 @@ from journeyman.orchestrator.storage.experiment_reports import (
     MetricConversion,
     StoredDecision,
     compare,
+    experiment_steps,
     holdout_counts,
     rate_of,
+    report_plans,
     stored_decision,
     variant_counts,
 )
-from journeyman.workflows.plan import ExperimentStep, Plan, walk
+from journeyman.workflows.plan import ExperimentStep, Plan
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import ApiError, NulGuard, error_responses
@@ -150,24 +152,10 @@ def _conversion(value: str) -> ConversionKind:
 async def _plans(services: Any, journey_id: str, version: str | None) -> list[Plan]:
     """The version asked for; or the active one first, then the others, newest first."""
     first = await journey_plan(services, journey_id, version)
-    if version is not None:
-        return [first]
     summary = next(j for j in await list_journeys(services.pool) if j.journey_id == journey_id)
-    others = [v for v in reversed(summary.versions) if v != first.version]
-    return [first] + [
-        await load_plan(services.pool, journey_id=journey_id, version=v) for v in others
-    ]
-
-
-def _experiment_steps(plans: list[Plan]) -> list[tuple[ExperimentStep, str]]:
-    """Each experiment step once (by id), as the first plan that has it defines it."""
-    found: dict[str, tuple[ExperimentStep, str]] = {}
-    for plan in plans:
-        for stage in plan.stages:
-            for step in walk(stage.steps):
-                if isinstance(step, ExperimentStep) and step.id not in found:
-                    found[step.id] = (step, stage.name)
-    return list(found.values())
+    return await report_plans(
+        services.pool, first, summary.versions, only_first=version is not None
+    )
 
 
 def _goal_windows(plans: list[Plan]) -> dict[str, timedelta | None]:
@@ -351,7 +339,7 @@ async def journey_experiments(
                 confidence=confidence,
                 now=now,
             )
-            for step, stage in _experiment_steps(plans)
+            for step, stage in experiment_steps(plans)
         ],
         holdout=await _holdout(services, journey_id, plans, confidence, now),
     )
