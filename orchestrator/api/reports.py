@@ -10,10 +10,11 @@ import csv
 import io
 import re
 from dataclasses import asdict, fields
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import Request, Response
+from pydantic import BeforeValidator
 
 from journeyman.orchestrator.storage import list_journeys, load_plan
 from journeyman.workflows.plan import Plan, SendStep, walk
@@ -23,6 +24,30 @@ from .errors import ApiError
 MAX_WINDOW = timedelta(days=365)
 _DURATION = re.compile(r"^(\d{1,9})([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+# How a report route declares its CSV answer beside the JSON one in the OpenAPI document.
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
+}
+
+
+def _iso_date_time(value: object) -> object:
+    """Refuse what is not ISO 8601: pydantic alone would read ``15`` as a Unix time."""
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date-time, e.g. 2025-06-12T09:00:00Z")
+    return value
+
+
+def _iso_date(value: object) -> object:
+    """Refuse what is not an ISO 8601 date: pydantic alone would read numbers as Unix times."""
+    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
+        raise ValueError("expected an ISO 8601 date, e.g. 2025-06-12")
+    return value
+
+
+IsoDateTime = Annotated[datetime | None, BeforeValidator(_iso_date_time)]
+IsoDate = Annotated[date | None, BeforeValidator(_iso_date)]
 
 
 def wants_csv(request: Request, format: str | None) -> bool:

@@ -7,7 +7,7 @@ touchpoint, told apart by ``level``) with ``?format=csv`` or an ``Accept: text/c
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
@@ -16,7 +16,7 @@ from journeyman.orchestrator.storage.satisfaction import emotion_curve
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import NulGuard, error_responses
-from ..reports import csv_response, journey_plan, send_steps, wants_csv
+from ..reports import CSV_RESPONSE, csv_response, journey_plan, send_steps, wants_csv
 
 router = APIRouter(
     prefix="/api/journeys",
@@ -24,11 +24,6 @@ router = APIRouter(
     dependencies=[AdminDep, NulGuard],
     responses=error_responses(401),
 )
-
-# JSON by default; CSV with ?format=csv or an Accept: text/csv header.
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-}
 
 
 class EmotionPointPublic(BaseModel):
@@ -81,7 +76,7 @@ class EmotionRow:
 @router.get(
     "/{journey_id}/emotions",
     response_model=EmotionsPublic,
-    responses={**_CSV, **error_responses(400, 404, s404="no such journey or version")},
+    responses={**CSV_RESPONSE, **error_responses(400, 404, s404="no such journey or version")},
 )
 async def journey_emotions(
     journey_id: str,

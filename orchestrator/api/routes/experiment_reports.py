@@ -33,7 +33,7 @@ from journeyman.workflows.plan import ExperimentStep, Plan
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import ApiError, NulGuard, error_responses
-from ..reports import csv_response, journey_plan, wants_csv
+from ..reports import CSV_RESPONSE, csv_response, journey_plan, wants_csv
 
 router = APIRouter(
     prefix="/api/journeys",
@@ -42,10 +42,6 @@ router = APIRouter(
     responses=error_responses(401),
 )
 
-# JSON by default; CSV with ?format=csv or an Accept: text/csv header.
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-}
 
 ConversionKind = Literal["metric", "goal"]
 
@@ -295,7 +291,7 @@ def _rows(report: ExperimentsPublic) -> list[ReportRow]:
 @router.get(
     "/{journey_id}/experiments",
     response_model=ExperimentsPublic,
-    responses={**_CSV, **error_responses(400, 404, s404="no such journey or version")},
+    responses={**CSV_RESPONSE, **error_responses(400, 404, s404="no such journey or version")},
 )
 async def journey_experiments(
     journey_id: str,

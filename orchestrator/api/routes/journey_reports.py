@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 
 from journeyman.orchestrator.proportions import (
     DEFAULT_CONFIDENCE,
@@ -29,7 +27,7 @@ from journeyman.orchestrator.storage.kpis import StageTiming, stage_timing
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import ApiError, NulGuard, error_responses
-from ..reports import csv_response, journey_plan, wants_csv
+from ..reports import CSV_RESPONSE, IsoDate, csv_response, journey_plan, wants_csv
 
 router = APIRouter(
     prefix="/api/journeys",
@@ -38,23 +36,8 @@ router = APIRouter(
     responses=error_responses(401),
 )
 
-# JSON by default; CSV with ?format=csv or an Accept: text/csv header.
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-}
-_RESPONSES = {**_CSV, **error_responses(400, 404, s404="no such journey or version")}
+_RESPONSES = {**CSV_RESPONSE, **error_responses(400, 404, s404="no such journey or version")}
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _iso_date(value: object) -> object:
-    """Refuse what is not an ISO 8601 date: pydantic alone would read numbers as Unix times."""
-    if isinstance(value, str) and not _ISO_DATE.fullmatch(value):
-        raise ValueError("expected an ISO 8601 date, e.g. 2025-06-12")
-    return value
-
-
-IsoDate = Annotated[date | None, BeforeValidator(_iso_date)]
 
 DEFAULT_WEEKS = 12
 MAX_WEEKS = 104  # two years of weekly cohorts

@@ -6,13 +6,12 @@ or an ``Accept: text/csv`` header.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel
 
 from journeyman.orchestrator.storage.kpis import (
     StageTiming,
@@ -27,7 +26,15 @@ from journeyman.orchestrator.storage.kpis import (
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import ApiError, NulGuard, error_responses
-from ..reports import as_utc, csv_response, journey_plan, parse_window, wants_csv
+from ..reports import (
+    CSV_RESPONSE,
+    IsoDateTime,
+    as_utc,
+    csv_response,
+    journey_plan,
+    parse_window,
+    wants_csv,
+)
 
 router = APIRouter(
     prefix="/api/journeys",
@@ -36,23 +43,8 @@ router = APIRouter(
     responses=error_responses(401),
 )
 
-# JSON by default; CSV with ?format=csv or an Accept: text/csv header.
-_CSV: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/csv": {"schema": {"type": "string"}}}},
-}
-_RESPONSES = {**_CSV, **error_responses(400, 404, s404="no such journey or version")}
+_RESPONSES = {**CSV_RESPONSE, **error_responses(400, 404, s404="no such journey or version")}
 
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def _iso_date_time(value: object) -> object:
-    """Refuse what is not ISO 8601: pydantic alone would read ``15`` as a Unix time."""
-    if isinstance(value, str) and not _ISO_DATE.match(value):
-        raise ValueError("expected an ISO 8601 date-time, e.g. 2025-06-12T09:00:00Z")
-    return value
-
-
-IsoDateTime = Annotated[datetime | None, BeforeValidator(_iso_date_time)]
 
 DEFAULT_WINDOW = "7d"
 MAX_BUCKETS = 5000
