@@ -8,9 +8,10 @@ that one send, visibly in the ledger, and the customer continues.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -76,6 +77,11 @@ log = logging.getLogger(__name__)
 PLAN_CACHE_SIZE = 256
 # A paused journey's sends are tried again this often until it is resumed.
 PAUSED_RETRY = timedelta(minutes=1)
+# A send its provider keeps refusing (429, 5xx, unreachable) fails after this long: a message
+# a day late is rarely still the right one, and the customer moves on.
+SEND_GIVE_UP = timedelta(hours=24)
+# How often a send tells Temporal it is alive (its heartbeat timeout is 20 s).
+HEARTBEAT_EVERY = 5.0
 
 
 @lru_cache(maxsize=1024)
@@ -86,6 +92,40 @@ def _condition(source: str) -> expressions.Expression:
 
 def _clock(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(UTC)
+
+
+def _retrying_for() -> timedelta | None:
+    """How long this activity has been retried: from its first attempt's scheduling to this
+    attempt's, on Temporal's clock (which a time-skipping test server moves)."""
+    if not activity.in_activity():
+        return None
+    info = activity.info()
+    return info.current_attempt_scheduled_time - info.scheduled_time
+
+
+def _duration(span: timedelta) -> str:
+    minutes = int(span.total_seconds() // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
+    """Heartbeat while the body runs, so a worker that dies mid-send is noticed within the
+    heartbeat timeout rather than the send's much longer start-to-close timeout."""
+    if not activity.in_activity():
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()
 
 
 class JourneyActivities:
@@ -99,8 +139,10 @@ class JourneyActivities:
         providers: ChannelProviders | None = None,
         links: TrackingConfig | None = None,
         groups: SubscriptionGroups | None = None,
+        give_up_after: timedelta = SEND_GIVE_UP,
     ) -> None:
         self._pool = pool
+        self._give_up_after = give_up_after
         # ``email`` is the email provider; ``providers`` adds the other channels.
         self._providers = replace(providers or ChannelProviders(), email=email)
         self._from = from_address
@@ -270,7 +312,8 @@ class JourneyActivities:
 
     @activity.defn(name="send_message")
     async def send_message(self, input: SendInput) -> SendResult:
-        result = await self._send(input)
+        async with _heartbeating():
+            result = await self._send(input)
         # The plan is cached by now: this costs no query.
         step = (await self._plan(input.journey_id, input.version)).step(input.step_id)
         if isinstance(step, SendStep):
@@ -336,7 +379,7 @@ class JourneyActivities:
                 channel=step.channel,
                 at=now,
             )
-            if claim.claimed and capped is not None:
+            if claim.fresh and capped is not None:
                 await ledger.finish_send(
                     conn, send_key=input.send_key, status="capped", reason=capped
                 )
@@ -357,12 +400,22 @@ class JourneyActivities:
             await self._finish(input, skip.status, skip.reason)
             return SendResult(status=skip.status, reason=skip.reason)
         except BaseException:
-            await ledger.release_send(self._pool, send_key=input.send_key)
+            await ledger.release_send(self._pool, send_key=input.send_key, attempt=claim.attempts)
             raise
+        # Committed before the provider call: an attempt that dies from here on may have
+        # delivered; one that died before it surely did not, and its claim is taken over.
+        if not await ledger.hand_over(self._pool, send_key=input.send_key, attempt=claim.attempts):
+            return SendResult(status="duplicate", reason="a later attempt took the send over")
         # Shielded: once the message is handed to the provider, a cancelled or shut-down
         # activity still waits for the answer and records it, so the ledger stays truthful.
         return await asyncio.shield(
-            self._deliver(input, outbound, idempotent=idempotent, channel=step.channel)
+            self._deliver(
+                input,
+                outbound,
+                idempotent=idempotent,
+                channel=step.channel,
+                attempt=claim.attempts,
+            )
         )
 
     async def _capped(
@@ -475,7 +528,13 @@ class JourneyActivities:
             raise _Skip("failed", f"rendered {where}: {problem['msg']}") from None
 
     async def _deliver(
-        self, input: SendInput, outbound: Outbound, *, idempotent: bool, channel: Channel
+        self,
+        input: SendInput,
+        outbound: Outbound,
+        *,
+        idempotent: bool,
+        channel: Channel,
+        attempt: int,
     ) -> SendResult:
         provider = getattr(getattr(self._providers, channel), "name", channel)
         try:
@@ -487,9 +546,15 @@ class JourneyActivities:
             if exc.maybe_delivered and not idempotent:
                 await self._finish(input, "unknown", str(exc), outbound)
                 return SendResult(status="unknown", reason=str(exc))
+            if (waited := _retrying_for()) is not None and waited >= self._give_up_after:
+                # A provider that refuses for this long (a 429 that never ends, an outage)
+                # would keep the customer waiting for ever: the send fails, visibly.
+                reason = f"gave up after retrying for {_duration(waited)}: {exc}"
+                await self._finish(input, "failed", reason, outbound)
+                return SendResult(status="failed", reason=reason)
             # Not taken (or taken under a key the provider dedupes by): give the claim back
             # and let Temporal retry, after the provider's Retry-After when it gave one.
-            await ledger.release_send(self._pool, send_key=input.send_key)
+            await ledger.release_send(self._pool, send_key=input.send_key, attempt=attempt)
             if exc.retry_after is not None:
                 raise ApplicationError(
                     str(exc),

@@ -55,6 +55,10 @@ ACTIVITY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
 ACTIVITY_TIMEOUT = timedelta(seconds=30)
+# A send may wait on a provider for as long as its configured timeout allows (a webhook up to
+# five minutes), so its own limit is longer; the heartbeat notices a dead worker far sooner.
+SEND_TIMEOUT = timedelta(minutes=6)
+SEND_HEARTBEAT = timedelta(seconds=20)
 
 # The engine's own exit, watched like the plan's exits (identity merges, erasure).
 RUN_ENDED = EventMatch(event=RUN_ENDED_EVENT)
@@ -512,7 +516,8 @@ class StageRunner:
                         entry_event=self.state.entry_event,
                         now=workflow.now(),
                     ),
-                    start_to_close_timeout=timedelta(seconds=60),
+                    start_to_close_timeout=SEND_TIMEOUT,
+                    heartbeat_timeout=SEND_HEARTBEAT,
                     retry_policy=ACTIVITY_RETRY,
                     priority=Priority(priority_key=self.plan.delivery.priority),
                 )

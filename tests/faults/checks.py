@@ -7,8 +7,9 @@
 - The funnel counts each customer once per stage.
 - No message reached the SMTP server twice (by its ``Message-ID``), and every message due
   was sent; the one allowance is the ledger's own ``unknown``: a send interrupted by the
-  worker's death after the ledger claimed it, which the engine does not repeat on a channel
-  without an idempotency key. Such sends are listed in ``Messages.interrupted``.
+  worker's death after it handed the message to the SMTP server (a claim not yet handed over
+  is taken over and sent), which the engine does not repeat on a channel without an
+  idempotency key. Such sends are listed in ``Messages.interrupted``.
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ async def messages(
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(
-            "SELECT send_key, customer_id, step_id, status FROM deliveries WHERE journey_id = $1",
+            "SELECT send_key, customer_id, step_id, status, handed_over_at IS NOT NULL AS handed"
+            " FROM deliveries WHERE journey_id = $1",
             JOURNEY,
         )
     finally:
@@ -194,6 +196,9 @@ async def messages(
                         f"{c.user_id} {step} is sent in the ledger; the server has {arrived}"
                     )
             elif claim["status"] == "unknown":
+                if not claim["handed"]:
+                    # Died before the provider call: that claim must be taken over and sent.
+                    out.problems.append(f"{c.user_id} {step} is unknown but was never handed over")
                 if arrived not in ([], [message_id]):
                     out.problems.append(f"{c.user_id} {step} (unknown) arrived as {arrived}")
                 out.interrupted.append((c.user_id, step, bool(arrived)))

@@ -6,7 +6,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -17,7 +17,7 @@ from journeyman.channels import SmtpProvider, SmtpSink
 from journeyman.orchestrator.embedded.temporal import ensure_search_attributes
 from journeyman.orchestrator.language import compile_source
 from journeyman.orchestrator.storage import connect, create_pool, deploy_plan, migrate
-from journeyman.workflows.activities import JourneyActivities
+from journeyman.workflows.activities import SEND_GIVE_UP, JourneyActivities
 from journeyman.workflows.inputs import EVENT_SIGNAL, JourneyEvent, JourneyInput
 from journeyman.workflows.journey import JourneyWorkflow
 from journeyman.workflows.plan import EventMatch, Plan
@@ -98,9 +98,12 @@ async def running_harness(
     env: WorkflowEnvironment,
     database_url: str,
     providers: Callable[[asyncpg.Pool], ChannelProviders] | None = None,
+    *,
+    give_up_after: timedelta = SEND_GIVE_UP,
 ) -> AsyncIterator[Harness]:
     """A migrated database, an SMTP sink and a worker on its own task queue; ``providers``
-    builds the other channels' providers over the harness's pool."""
+    builds the other channels' providers over the harness's pool. Sends a provider keeps
+    refusing fail after ``give_up_after``."""
     conn = await connect(database_url)
     await migrate(conn)
     await conn.close()
@@ -113,6 +116,7 @@ async def running_harness(
         email=SmtpProvider("127.0.0.1", port, local_hostname="localhost"),
         from_address="Journeys <journeys@shop.example>",
         providers=providers(pool) if providers is not None else None,
+        give_up_after=give_up_after,
     )
     task_queue = f"tq-{uuid.uuid4()}"
     worker = build_worker(env.client, task_queue=task_queue, activities=activities)

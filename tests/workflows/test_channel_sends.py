@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import asyncpg
 import httpx
@@ -23,6 +24,7 @@ from .conftest import Harness, event, running_harness
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "twilio-test-token-0123456789abcdef"
 SIGNING_SECRET = "webhook-signing-secret-0123456789"
+GIVE_UP = timedelta(minutes=30)
 
 EVERY_CHANNEL = """
 id: every-channel
@@ -86,7 +88,11 @@ async def harness(
             in_app=InboxProvider(pool),
         )
 
-    async with running_harness(time_skipping_env, database_url, providers) as running:
+    # Sends a provider keeps refusing fail after half an hour here (a day by default), so
+    # the time-skipping server reaches the end in a few retries.
+    async with running_harness(
+        time_skipping_env, database_url, providers, give_up_after=GIVE_UP
+    ) as running:
         yield running
 
 
@@ -178,6 +184,25 @@ async def test_a_busy_webhook_is_retried_after_its_retry_after_and_sent_once(
     assert len(hooks.requests) == 3 and len(keys) == 1
     assert len(hooks.accepted) == 1
     assert (await ledger(harness, "kai"))["crm"] == ("sent", None)
+
+
+async def test_a_provider_that_refuses_for_ever_fails_the_send_and_the_customer_moves_on(
+    harness: Harness, servers: tuple[TwilioServer, WebhookReceiver]
+) -> None:
+    _, hooks = servers
+    for _ in range(20):
+        hooks.answer_next(429, {"error": "slow down"}, headers={"Retry-After": "300"})
+    plan = await harness.deploy(EVERY_CHANNEL.replace("{{ hooks }}", hooks.url))
+    await harness.profile("max", first_name="Max", email="max@example.com")
+    assert await (await harness.enter(plan, "max")).result() == "completed"
+    status, reason = (await ledger(harness, "max"))["crm"]
+    assert status == "failed" and (reason or "").startswith("gave up after retrying for 3")
+    assert "429" in (reason or "")
+    # Every five minutes (the Retry-After) for half an hour, then no more.
+    assert 6 <= len(hooks.requests) <= 8
+    assert hooks.accepted == []
+    # The customer went on to the steps after the failed one.
+    assert (await ledger(harness, "max"))["inbox"] == ("sent", None)
 
 
 async def test_a_worker_killed_after_the_receiver_took_a_webhook_sends_it_once(

@@ -8,6 +8,7 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from journeyman.channels import RetryableDeliveryError, SmtpProvider
+from journeyman.orchestrator.storage import ledger
 from journeyman.workflows.activities import JourneyActivities
 from journeyman.workflows.inputs import SendInput
 
@@ -61,21 +62,88 @@ async def test_second_attempt_of_the_same_send_is_a_duplicate(harness: Harness) 
     assert await _ledger(harness, send.send_key) == ("sent", None)
 
 
+async def _claimed_by_a_dead_attempt(
+    harness: Harness, send: SendInput, *, handed_over: bool
+) -> None:
+    await harness.pool.execute(
+        "INSERT INTO deliveries (send_key, journey_id, version, customer_id, step_id, channel,"
+        " status, handed_over_at) VALUES ($1, 'sends', $2, $3, 'hello', 'email', 'sending',"
+        " CASE WHEN $4 THEN now() END)",
+        send.send_key,
+        send.version,
+        send.customer_id,
+        handed_over,
+    )
+
+
 async def test_interrupted_attempt_is_not_sent_again(harness: Harness) -> None:
     plan = await harness.deploy(JOURNEY)
     await harness.profile("d2", email="ed@example.com")
     send = _input(plan.version, "d2", "hello")
-    # A worker died after claiming the send, while the provider may have had the message.
-    await harness.pool.execute(
-        "INSERT INTO deliveries (send_key, journey_id, version, customer_id, step_id, channel,"
-        " status) VALUES ($1, 'sends', $2, 'd2', 'hello', 'email', 'sending')",
-        send.send_key,
-        plan.version,
-    )
+    # A worker died after handing the message to the provider, which may have it.
+    await _claimed_by_a_dead_attempt(harness, send, handed_over=True)
     result = await ActivityEnvironment().run(harness.activities.send_message, send)
     assert result.status == "unknown"
     assert harness.sink.messages == []
     assert (await _ledger(harness, send.send_key) or ("",))[0] == "unknown"
+
+
+async def test_a_claim_that_never_reached_the_provider_is_taken_over_and_sent(
+    harness: Harness,
+) -> None:
+    plan = await harness.deploy(JOURNEY)
+    await harness.profile("d6", email="jo@example.com", first_name="Jo")
+    send = _input(plan.version, "d6", "hello")
+    # A worker died after claiming the send, while it was still composing the message.
+    await _claimed_by_a_dead_attempt(harness, send, handed_over=False)
+    result = await ActivityEnvironment().run(harness.activities.send_message, send)
+    assert result.status == "sent"
+    [message] = harness.sink.messages
+    assert message["Subject"] == "Hi Jo"
+    assert await _ledger(harness, send.send_key) == ("sent", None)
+    # The dead attempt, were it only slow, may no longer hand its copy over.
+    assert not await ledger.hand_over(harness.pool, send_key=send.send_key, attempt=1)
+    again = await ActivityEnvironment().run(harness.activities.send_message, send)
+    assert again.status == "duplicate" and len(harness.sink.messages) == 1
+
+
+async def test_an_attempt_overtaken_by_a_later_one_does_not_send(harness: Harness) -> None:
+    plan = await harness.deploy(JOURNEY)
+    await harness.profile("d7", email="ka@example.com")
+    send = _input(plan.version, "d7", "hello")
+    first = await ledger.claim_send(
+        harness.pool,
+        send_key=send.send_key,
+        journey_id="sends",
+        version=plan.version,
+        customer_id="d7",
+        step_id="hello",
+        channel="email",
+    )
+    # Presumed dead, the first attempt is overtaken before it hands the message over.
+    second = await ledger.claim_send(
+        harness.pool,
+        send_key=send.send_key,
+        journey_id="sends",
+        version=plan.version,
+        customer_id="d7",
+        step_id="hello",
+        channel="email",
+    )
+    assert (first.claimed, first.fresh, second.claimed, second.fresh) == (True, True, True, False)
+    assert not await ledger.hand_over(harness.pool, send_key=send.send_key, attempt=first.attempts)
+    assert await ledger.hand_over(harness.pool, send_key=send.send_key, attempt=second.attempts)
+    # Once handed over, a third attempt may not take the claim.
+    third = await ledger.claim_send(
+        harness.pool,
+        send_key=send.send_key,
+        journey_id="sends",
+        version=plan.version,
+        customer_id="d7",
+        step_id="hello",
+        channel="email",
+    )
+    assert (third.claimed, third.handed_over, third.status) == (False, True, "sending")
 
 
 def _closed_port() -> int:
