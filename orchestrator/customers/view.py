@@ -29,6 +29,11 @@ from . import metrics as customer_metrics
 # How long the view waits for a run's answer before falling back to Postgres.
 POSITION_TIMEOUT_SECONDS = 2.0
 RUNNING = ("entering", "active")
+# The merges a customer took part in, on either side (both sides are indexed).
+MERGES_OF = (
+    "SELECT from_id, into_id, reason, moved, merged_at FROM customer_merges"
+    " WHERE into_id = ANY($1::text[]) OR from_id = ANY($1::text[]) ORDER BY id"
+)
 
 PositionSource = Literal["temporal", "journey_runs"]
 
@@ -250,11 +255,7 @@ async def customer_view(
             " ORDER BY m.entered_at, m.segment_id",
             ids,
         )
-        merges = await conn.fetch(
-            "SELECT from_id, into_id, reason, moved, merged_at FROM customer_merges"
-            " WHERE into_id = ANY($1::text[]) OR from_id = ANY($1::text[]) ORDER BY id",
-            ids,
-        )
+        merges = await conn.fetch(MERGES_OF, ids)
         runs = await conn.fetch(
             "SELECT r.journey_id, v.name AS journey_name, r.workflow_id, r.version, r.status,"
             " r.stage, r.entered_at, r.updated_at, r.converted_at, r.holdout"
