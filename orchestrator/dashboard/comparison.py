@@ -1,95 +1,40 @@
-"""Two versions of a journey side by side: the compare page's numbers.
+"""Two versions of a journey side by side: the compare page.
 
-They are those of ``GET /api/journeys/{id}/compare`` (docs/reports.md), read by the same
-storage functions and computed the same way, rounding included: per stage, each version's
+Its numbers are those of ``GET /api/journeys/{id}/compare`` (docs/reports.md), built by the
+same function (``storage.version_comparison``), rounding included: per stage, each version's
 entrants, conversions (the stage's goal and the journey's goal) with the Wilson interval, the
 difference b - a with Newcombe's interval and the two-proportion p-value; exits by reason
-(held-out customers as ``holdout``) as shares of the stage's entrants; time to convert.
+(held-out customers as ``holdout``) as shares of the stage's entrants; time to convert. This
+module finds the two versions and draws them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
 
 import asyncpg
 from markupsafe import Markup
 
-from journeyman.orchestrator.proportions import (
-    DEFAULT_CONFIDENCE,
-    difference_interval,
-    two_proportion_p_value,
-    wilson,
-)
 from journeyman.orchestrator.storage import list_journeys
-from journeyman.orchestrator.storage.exits import EXIT_REASONS, HOLDOUT
-from journeyman.orchestrator.storage.funnel import StageFunnel, funnel
 from journeyman.orchestrator.storage.journeys import JourneySummary
-from journeyman.orchestrator.storage.kpis import StageTiming, stage_timing
+from journeyman.orchestrator.storage.version_comparison import (
+    ExitPair,
+    Side,
+    StagePair,
+    compare_versions,
+)
 from journeyman.workflows.plan import Plan
 
 from . import comparison_charts, readings
 from .views import UnknownJourney
 
-# The report's precision: rates and differences to 4 decimals, p-values to 6.
-DIGITS: Final = 4
-P_DIGITS: Final = 6
+# The pairs are the storage builder's; the page's charts and tests name them from here.
+__all__ = ["ComparePage", "ExitPair", "SameVersion", "Side", "StagePair", "compare_page"]
 
 
 class SameVersion(ValueError):
     """Both sides name the same version: there is nothing to compare."""
-
-
-@dataclass(frozen=True)
-class Side:
-    """One stage in one version."""
-
-    entered: int
-    converted: int  # the stage's goal or the journey's goal
-    still_in: int
-    rate: float
-    rate_low: float
-    rate_high: float
-    median_seconds: float | None
-    p90_seconds: float | None
-
-
-@dataclass(frozen=True)
-class StagePair:
-    """One stage in versions a and b; ``difference`` is rate b - rate a."""
-
-    stage: str
-    in_a: bool  # the stage is in version a's plan
-    in_b: bool
-    a: Side
-    b: Side
-    difference: float
-    difference_low: float
-    difference_high: float
-    p_value: float | None
-
-    @property
-    def comparable(self) -> bool:
-        """Both versions had entrants: a difference means something."""
-        return self.a.entered > 0 and self.b.entered > 0
-
-    @property
-    def significant(self) -> bool | None:
-        """Whether the p-value is below 1 - the confidence of the intervals."""
-        return None if self.p_value is None else self.p_value < 1 - DEFAULT_CONFIDENCE
-
-
-@dataclass(frozen=True)
-class ExitPair:
-    """Leaves of one stage for one reason (or ``holdout``) in versions a and b."""
-
-    stage: str
-    reason: str
-    a: int
-    b: int
-    a_share: float  # of the stage's entrants in a
-    b_share: float
 
 
 @dataclass(frozen=True)
@@ -113,65 +58,6 @@ class ComparePage:
         return self.plan_b.version
 
 
-def _side(found: StageFunnel | None, timing: StageTiming | None) -> Side:
-    entered, converted, still_in = 0, 0, 0
-    if found is not None:
-        # Never more conversions than entries, even if a counter was once bumped alone.
-        entered = found.entered
-        converted = min(found.converted + found.goal, found.entered)
-        still_in = max(found.current, 0)
-    low, high = wilson(converted, entered)
-    return Side(
-        entered=entered,
-        converted=converted,
-        still_in=still_in,
-        rate=round(converted / entered if entered else 0.0, DIGITS),
-        rate_low=round(low, DIGITS),
-        rate_high=round(high, DIGITS),
-        median_seconds=timing.median_seconds if timing else None,
-        p90_seconds=timing.p90_seconds if timing else None,
-    )
-
-
-def _pair(stage: str, plans: tuple[Plan, Plan], a: Side, b: Side) -> StagePair:
-    difference = difference_interval(a.converted, a.entered, b.converted, b.entered)
-    p = two_proportion_p_value(a.converted, a.entered, b.converted, b.entered)
-    rate_a = a.converted / a.entered if a.entered else 0.0
-    rate_b = b.converted / b.entered if b.entered else 0.0
-    return StagePair(
-        stage=stage,
-        in_a=any(s.name == stage for s in plans[0].stages),
-        in_b=any(s.name == stage for s in plans[1].stages),
-        a=a,
-        b=b,
-        difference=round(rate_b - rate_a, DIGITS),
-        difference_low=round(difference.low, DIGITS),
-        difference_high=round(difference.high, DIGITS),
-        p_value=round(p, P_DIGITS) if p is not None else None,
-    )
-
-
-def _exits(stage: str, a: StageFunnel | None, b: StageFunnel | None) -> list[ExitPair]:
-    by_a = a.exits_by_reason if a else {}
-    by_b = b.exits_by_reason if b else {}
-    order = [*EXIT_REASONS, HOLDOUT]
-    reasons = sorted(
-        set(by_a) | set(by_b), key=lambda r: (order.index(r) if r in order else len(order), r)
-    )
-    entered_a, entered_b = (a.entered if a else 0), (b.entered if b else 0)
-    return [
-        ExitPair(
-            stage=stage,
-            reason=reason,
-            a=by_a.get(reason, 0),
-            b=by_b.get(reason, 0),
-            a_share=round(by_a.get(reason, 0) / entered_a, DIGITS) if entered_a else 0.0,
-            b_share=round(by_b.get(reason, 0) / entered_b, DIGITS) if entered_b else 0.0,
-        )
-        for reason in reasons
-    ]
-
-
 async def compare_page(
     pool: asyncpg.Pool, journey_id: str, *, a: str, b: str, now: datetime | None = None
 ) -> ComparePage:
@@ -188,31 +74,8 @@ async def compare_page(
     plan_b = await readings.plan_of(pool, journey_id, b)
     if plan_a is None or plan_b is None:  # pragma: no cover - listed versions have a plan
         raise UnknownJourney(f"journey {journey_id!r} has no version {a!r} or {b!r}")
-    names = [s.name for s in plan_a.stages]
-    names += [s.name for s in plan_b.stages if s.name not in names]
-    funnels: dict[str, dict[str, StageFunnel]] = {}
-    timings: dict[str, dict[str, StageTiming]] = {}
-    for version in (a, b):
-        rows = await funnel(pool, journey_id=journey_id, stages=names, version=version)
-        funnels[version] = {f.stage: f for f in rows}
-        times = await stage_timing(pool, journey_id=journey_id, stages=names, version=version)
-        timings[version] = {t.stage: t for t in times}
-    # Stages neither plan has still show when either version's counters know them.
-    ordered = names + sorted((set(funnels[a]) | set(funnels[b])) - set(names))
-    stages = tuple(
-        _pair(
-            stage,
-            (plan_a, plan_b),
-            _side(funnels[a].get(stage), timings[a].get(stage)),
-            _side(funnels[b].get(stage), timings[b].get(stage)),
-        )
-        for stage in ordered
-    )
-    leaves = tuple(
-        row
-        for stage in ordered
-        for row in _exits(stage, funnels[a].get(stage), funnels[b].get(stage))
-    )
+    compared = await compare_versions(pool, journey_id=journey_id, plan_a=plan_a, plan_b=plan_b)
+    stages, leaves = compared.stages, compared.exits
     return ComparePage(
         summary=summary,
         plan_a=plan_a,

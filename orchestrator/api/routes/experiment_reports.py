@@ -7,7 +7,7 @@ treated and held-out groups) with ``?format=csv`` or an ``Accept: text/csv`` hea
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
@@ -15,21 +15,16 @@ from pydantic import BaseModel
 
 from journeyman.orchestrator.proportions import DEFAULT_CONFIDENCE
 from journeyman.orchestrator.storage import list_journeys
-from journeyman.orchestrator.storage.experiment_reports import (
-    Comparison,
-    GoalConversion,
-    GroupCounts,
-    MetricConversion,
-    StoredDecision,
-    compare,
-    experiment_steps,
-    holdout_counts,
-    rate_of,
-    report_plans,
-    stored_decision,
-    variant_counts,
+from journeyman.orchestrator.storage.experiment_reports import Comparison, report_plans
+from journeyman.orchestrator.storage.experiment_results import (
+    ConversionKind,
+    ExperimentResult,
+    HoldoutResult,
+    VariantResult,
+    experiment_results,
+    goal_windows,
 )
-from journeyman.workflows.plan import ExperimentStep, Plan
+from journeyman.workflows.plan import Plan
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import ApiError, NulGuard, error_responses
@@ -41,9 +36,6 @@ router = APIRouter(
     dependencies=[AdminDep, NulGuard],
     responses=error_responses(401),
 )
-
-
-ConversionKind = Literal["metric", "goal"]
 
 
 class RatePublic(BaseModel):
@@ -154,89 +146,40 @@ async def _plans(services: Any, journey_id: str, version: str | None) -> list[Pl
     )
 
 
-def _goal_windows(plans: list[Plan]) -> dict[str, timedelta | None]:
-    return {
-        plan.version: timedelta(seconds=plan.goal.within_seconds) if plan.goal else None
-        for plan in plans
-    }
+# The control is not compared with itself: its comparison fields are all empty.
+_NO_COMPARISON = Comparison(None, None, None, None, None, None)
 
 
-def _variant(
-    counts: GroupCounts, control: GroupCounts, is_control: bool, confidence: float
-) -> VariantPublic:
-    versus = (
-        Comparison(None, None, None, None, None, None)
-        if is_control
-        else compare(control, counts, confidence)
-    )
+def _variant(variant: VariantResult) -> VariantPublic:
     return VariantPublic(
-        name=counts.name,
-        control=is_control,
-        **asdict(rate_of(counts, confidence)),
-        **asdict(versus),
+        name=variant.name,
+        control=variant.control,
+        **asdict(variant.rate),
+        **asdict(variant.versus or _NO_COMPARISON),
     )
 
 
-async def _experiment(
-    services: Any,
-    journey_id: str,
-    step: ExperimentStep,
-    stage: str,
-    *,
-    kind: ConversionKind,
-    windows: dict[str, timedelta | None],
-    version: str | None,
-    confidence: float,
-    now: datetime,
-) -> ExperimentPublic:
-    window = timedelta(seconds=step.window_seconds)
-    counts = await variant_counts(
-        services.pool,
-        journey_id=journey_id,
-        step_id=step.id,
-        conversion=MetricConversion(step.metric, window)
-        if kind == "metric"
-        else GoalConversion(windows),
-        now=now,
-        version=version,
-    )
-    names = [v.name for v in step.variants]
-    names += sorted(set(counts) - set(names))  # variants only an older version had
-    groups = {name: counts.get(name, GroupCounts(name, 0, 0, 0)) for name in names}
-    decision: StoredDecision | None = await stored_decision(
-        services.pool, journey_id=journey_id, step_id=step.id
-    )
+def _experiment(result: ExperimentResult, kind: ConversionKind) -> ExperimentPublic:
+    step, decision = result.step, result.decision
     return ExperimentPublic(
         step_id=step.id,
-        stage=stage,
+        stage=result.stage,
         control=step.control,
         metric_event=step.metric.event if kind == "metric" else None,
         window_seconds=step.window_seconds if kind == "metric" else None,
         decision=DecisionPublic(**asdict(decision)) if decision is not None else None,
-        variants=[
-            _variant(group, groups[step.control], name == step.control, confidence)
-            for name, group in groups.items()
-        ],
+        variants=[_variant(v) for v in result.variants],
     )
 
 
-async def _holdout(
-    services: Any, journey_id: str, plans: list[Plan], confidence: float, now: datetime
-) -> HoldoutPublic | None:
-    holding = [plan for plan in plans if plan.entry.holdout_percent > 0]
-    if not holding:
+def _holdout(result: HoldoutResult | None) -> HoldoutPublic | None:
+    if result is None:
         return None
-    treated, held_out = await holdout_counts(
-        services.pool,
-        journey_id=journey_id,
-        conversion=GoalConversion(_goal_windows(holding)),
-        now=now,
-    )
-    uplift = compare(held_out, treated, confidence)
+    uplift = result.uplift
     return HoldoutPublic(
-        versions=[plan.version for plan in holding],
-        treated=RatePublic(**asdict(rate_of(treated, confidence))),
-        held_out=RatePublic(**asdict(rate_of(held_out, confidence))),
+        versions=list(result.versions),
+        treated=RatePublic(**asdict(result.treated)),
+        held_out=RatePublic(**asdict(result.held_out)),
         uplift=uplift.difference,
         uplift_low=uplift.difference_low,
         uplift_high=uplift.difference_high,
@@ -308,8 +251,7 @@ async def journey_experiments(
     confidence = _confidence(confidence)
     kind = _conversion(conversion)
     plans = await _plans(services, journey_id, version)
-    windows = _goal_windows(plans)
-    if kind == "goal" and not any(windows.values()):
+    if kind == "goal" and not any(goal_windows(plans).values()):
         raise ApiError(
             400,
             "invalid_request",
@@ -317,27 +259,22 @@ async def journey_experiments(
             + (f" in version {version!r}" if version else "")
             + ": use conversion=metric",
         )
-    now = datetime.now(UTC)
+    results = await experiment_results(
+        services.pool,
+        journey_id=journey_id,
+        plans=plans,
+        conversion=kind,
+        version=version,
+        confidence=confidence,
+        now=datetime.now(UTC),
+    )
     report = ExperimentsPublic(
         journey_id=journey_id,
         version=version,
         confidence=confidence,
         conversion=kind,
-        experiments=[
-            await _experiment(
-                services,
-                journey_id,
-                step,
-                stage,
-                kind=kind,
-                windows=windows,
-                version=version,
-                confidence=confidence,
-                now=now,
-            )
-            for step, stage in experiment_steps(plans)
-        ],
-        holdout=await _holdout(services, journey_id, plans, confidence, now),
+        experiments=[_experiment(result, kind) for result in results.experiments],
+        holdout=_holdout(results.holdout),
     )
     if as_csv:
         return csv_response(_rows(report), ReportRow, f"{journey_id}-experiments.csv")

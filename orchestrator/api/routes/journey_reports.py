@@ -14,16 +14,14 @@ from datetime import UTC, date, datetime
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from journeyman.orchestrator.proportions import (
-    DEFAULT_CONFIDENCE,
-    difference_interval,
-    two_proportion_p_value,
-    wilson,
-)
+from journeyman.orchestrator.proportions import DEFAULT_CONFIDENCE
 from journeyman.orchestrator.storage.cohorts import Cohort, cohorts
-from journeyman.orchestrator.storage.exits import EXIT_REASONS, HOLDOUT, StageExit, exits
-from journeyman.orchestrator.storage.funnel import StageFunnel, funnel
-from journeyman.orchestrator.storage.kpis import StageTiming, stage_timing
+from journeyman.orchestrator.storage.exits import StageExit, exits
+from journeyman.orchestrator.storage.version_comparison import (
+    ExitPair,
+    StagePair,
+    compare_versions,
+)
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import ApiError, NulGuard, error_responses
@@ -219,71 +217,28 @@ class ComparisonPublic(BaseModel):
     exits: list[ExitComparison]
 
 
-def _side(f: StageFunnel | None) -> tuple[int, int, int]:
-    """(entered, converted, still in) of a stage in one version; converted counts the
-    stage's goal and the journey's goal, as time to convert does."""
-    if f is None:
-        return 0, 0, 0
-    # Never more conversions than entries, even if a counter was once bumped alone.
-    return f.entered, min(f.converted + f.goal, f.entered), max(f.current, 0)
-
-
-def _compare_stage(
-    stage: str,
-    a: tuple[StageFunnel | None, StageTiming | None],
-    b: tuple[StageFunnel | None, StageTiming | None],
-) -> StageComparison:
-    (ea, ca, sa), (eb, cb, sb) = _side(a[0]), _side(b[0])
-    wa, wb = wilson(ca, ea), wilson(cb, eb)
-    rate_a, rate_b = (ca / ea if ea else 0.0), (cb / eb if eb else 0.0)
-    diff = difference_interval(ca, ea, cb, eb)
-    p = two_proportion_p_value(ca, ea, cb, eb)
+def _stage_row(pair: StagePair) -> StageComparison:
+    """A stage pair as one flat row: each side's fields prefixed ``a_`` and ``b_``."""
     return StageComparison(
-        stage=stage,
-        a_entered=ea,
-        a_converted=ca,
-        a_still_in=sa,
-        a_rate=round(rate_a, 4),
-        a_rate_low=round(wa.low, 4),
-        a_rate_high=round(wa.high, 4),
-        a_median_seconds=a[1].median_seconds if a[1] else None,
-        a_p90_seconds=a[1].p90_seconds if a[1] else None,
-        b_entered=eb,
-        b_converted=cb,
-        b_still_in=sb,
-        b_rate=round(rate_b, 4),
-        b_rate_low=round(wb.low, 4),
-        b_rate_high=round(wb.high, 4),
-        b_median_seconds=b[1].median_seconds if b[1] else None,
-        b_p90_seconds=b[1].p90_seconds if b[1] else None,
-        difference=round(rate_b - rate_a, 4),
-        difference_low=round(diff.low, 4),
-        difference_high=round(diff.high, 4),
-        p_value=round(p, 6) if p is not None else None,
+        stage=pair.stage,
+        **{f"a_{name}": value for name, value in asdict(pair.a).items()},
+        **{f"b_{name}": value for name, value in asdict(pair.b).items()},
+        difference=pair.difference,
+        difference_low=pair.difference_low,
+        difference_high=pair.difference_high,
+        p_value=pair.p_value,
     )
 
 
-def _compare_exits(
-    stage: str, a: StageFunnel | None, b: StageFunnel | None
-) -> list[ExitComparison]:
-    by_a = a.exits_by_reason if a else {}
-    by_b = b.exits_by_reason if b else {}
-    order = [*EXIT_REASONS, HOLDOUT]
-    reasons = sorted(
-        set(by_a) | set(by_b), key=lambda r: (order.index(r) if r in order else len(order), r)
+def _exit_row(pair: ExitPair) -> ExitComparison:
+    return ExitComparison(
+        stage=pair.stage,
+        reason=pair.reason,
+        a=pair.a,
+        b=pair.b,
+        a_rate=pair.a_share,
+        b_rate=pair.b_share,
     )
-    entered_a, entered_b = (a.entered if a else 0), (b.entered if b else 0)
-    return [
-        ExitComparison(
-            stage=stage,
-            reason=reason,
-            a=by_a.get(reason, 0),
-            b=by_b.get(reason, 0),
-            a_rate=round(by_a.get(reason, 0) / entered_a, 4) if entered_a else 0.0,
-            b_rate=round(by_b.get(reason, 0) / entered_b, 4) if entered_b else 0.0,
-        )
-        for reason in reasons
-    ]
 
 
 @router.get("/{journey_id}/compare", response_model=ComparisonPublic, responses=_RESPONSES)
@@ -305,35 +260,11 @@ async def journey_compare(
         raise ApiError(400, "invalid_request", "a and b must be two different versions")
     plan_a = await journey_plan(services, journey_id, a)
     plan_b = await journey_plan(services, journey_id, b)
-    names = [s.name for s in plan_a.stages]
-    names += [s.name for s in plan_b.stages if s.name not in names]
-    pool = services.pool
-    funnels = {
-        v: {f.stage: f for f in await funnel(pool, journey_id=journey_id, stages=names, version=v)}
-        for v in (a, b)
-    }
-    timings = {
-        v: {
-            t.stage: t
-            for t in await stage_timing(pool, journey_id=journey_id, stages=names, version=v)
-        }
-        for v in (a, b)
-    }
-    # Stages neither plan has still show when either version's counters know them.
-    ordered = names + sorted((set(funnels[a]) | set(funnels[b])) - set(names))
-    stages = [
-        _compare_stage(
-            stage,
-            (funnels[a].get(stage), timings[a].get(stage)),
-            (funnels[b].get(stage), timings[b].get(stage)),
-        )
-        for stage in ordered
-    ]
-    leaves = [
-        row
-        for stage in ordered
-        for row in _compare_exits(stage, funnels[a].get(stage), funnels[b].get(stage))
-    ]
+    compared = await compare_versions(
+        services.pool, journey_id=journey_id, plan_a=plan_a, plan_b=plan_b
+    )
+    stages = [_stage_row(pair) for pair in compared.stages]
+    leaves = [_exit_row(pair) for pair in compared.exits]
     if as_csv and table == "exits":
         return csv_response(leaves, ExitComparison, f"{journey_id}-compare-exits.csv")
     if as_csv:

@@ -344,6 +344,39 @@ async def test_two_versions_side_by_side(api: Api) -> None:
     assert [r["reason"] for r in rows_of(text)] == ["timeout", "exit_rule", "holdout"]
 
 
+RETENTION = """  - name: retention
+    goal: {event: Order Completed}
+"""
+
+
+async def test_compared_stages_run_a_then_b_only_then_those_only_the_counters_know(
+    api: Api,
+) -> None:
+    a = str((await api.deploy())["version"])
+    b = str((await api.deploy(LIFECYCLE + RETENTION))["version"])
+    old, new = Runs(api, a), Runs(api, b)
+    # A run of a passed through "sunset", a stage neither plan names (an older plan had it).
+    await old.enter("s1")
+    await old.move("s1", AWARE, "sunset", "converted")
+    await old.move("s1", "sunset", None, "exited", reason="timeout")
+    await new.enter("r1")
+    await new.move("r1", AWARE, "retention", "converted")
+
+    body = await get(api, "/api/journeys/lifecycle/compare", a=a, b=b)
+    stages = {s["stage"]: s for s in body["stages"]}
+    assert list(stages) == [AWARE, CONSIDER, "retention", "sunset"]
+    sunset, retention = stages["sunset"], stages["retention"]
+    assert (sunset["a_entered"], sunset["b_entered"], sunset["a_converted"]) == (1, 0, 0)
+    assert (retention["a_entered"], retention["b_entered"], retention["b_still_in"]) == (0, 1, 1)
+    # One side without entrants: the rates are 0, the interval the widest, no test.
+    assert (retention["a_rate"], retention["a_rate_low"], retention["a_rate_high"]) == (0, 0, 1)
+    assert (retention["difference_low"], retention["difference_high"]) == (-1, 1)
+    assert retention["p_value"] is None and sunset["p_value"] is None
+    assert [e for e in body["exits"] if e["stage"] == "sunset"] == [
+        {"stage": "sunset", "reason": "timeout", "a": 1, "b": 0, "a_rate": 1.0, "b_rate": 0.0}
+    ]
+
+
 async def test_merges_and_erasures_are_exits_of_their_own(live: Live) -> None:
     api = live.api
     jid = journey_id("leaving")
