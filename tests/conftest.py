@@ -18,10 +18,12 @@ from journeyman.orchestrator.embedded import (
     TemporalDevServer,
     ensure_search_attributes,
 )
+from journeyman.orchestrator.storage import connect, migrate
 from journeyman.workflows import search_attributes
 
 # Durability is pointless for throwaway test data and fsync dominates CREATE DATABASE.
 TEST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+MIGRATED_TEMPLATE = "jm_migrated_template"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +60,13 @@ async def pg_server() -> AsyncIterator[EmbeddedPostgres]:
     server = EmbeddedPostgres(data_dir, settings=TEST_PG_SETTINGS)
     try:
         await server.start()
+        # Every test's database is a copy of this one, migrated once: migrating each test's
+        # own from scratch cost about half a second per test.
+        conn = await connect(await server.create_database(MIGRATED_TEMPLATE))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
         yield server
     finally:
         await server.stop()
@@ -66,7 +75,14 @@ async def pg_server() -> AsyncIterator[EmbeddedPostgres]:
 
 @pytest.fixture
 async def database_url(pg_server: EmbeddedPostgres) -> str:
-    """URL of a fresh, empty database for this test (never dropped; the cluster is)."""
+    """URL of a fresh database for this test, its schema migrated (migrating it again
+    changes nothing). Never dropped: the cluster is."""
+    return await pg_server.create_database(f"test_{uuid.uuid4().hex}", template=MIGRATED_TEMPLATE)
+
+
+@pytest.fixture
+async def empty_database_url(pg_server: EmbeddedPostgres) -> str:
+    """URL of a fresh database with no schema at all, for tests of the migrations."""
     return await pg_server.create_database(f"test_{uuid.uuid4().hex}")
 
 

@@ -128,12 +128,13 @@ class EmbeddedPostgres:
             await stop_process(self._proc, signal.SIGINT, grace)
             self._proc = None
 
-    async def create_database(self, name: str) -> str:
-        """Create database ``name`` and return its URL."""
+    async def create_database(self, name: str, *, template: str | None = None) -> str:
+        """Create database ``name`` (a copy of database ``template`` when given, which nobody
+        may be connected to) and return its URL."""
         conn = await asyncpg.connect(self.url)
         try:
-            quoted = '"' + name.replace('"', '""') + '"'
-            await conn.execute(f"CREATE DATABASE {quoted}")
+            copy = f" TEMPLATE {_quoted(template)}" if template is not None else ""
+            await conn.execute(f"CREATE DATABASE {_quoted(name)}{copy}")
         finally:
             await conn.close()
         return self.url_for(name)
@@ -225,3 +226,7 @@ class EmbeddedPostgres:
                     + log_tail(self.log_path, log_offset)
                 )
             await asyncio.sleep(0.1)
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'

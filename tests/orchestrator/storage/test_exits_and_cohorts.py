@@ -285,8 +285,10 @@ async def migrate_before_0012(conn: asyncpg.Connection) -> None:
             )
 
 
-async def test_the_migration_backfills_what_earlier_transitions_tell(database_url: str) -> None:
-    conn = await connect(database_url)
+async def test_the_migration_backfills_what_earlier_transitions_tell(
+    empty_database_url: str,
+) -> None:
+    conn = await connect(empty_database_url)
     try:
         await migrate_before_0012(conn)
         transitions = [
