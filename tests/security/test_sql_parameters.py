@@ -75,7 +75,8 @@ ALLOWED: dict[str, list[tuple[str, str]]] = {
         (r"', '\.join\(ctes\)", "joined from the module's constant CTE texts"),
     ],
     "orchestrator/embedded/postgres.py": [
-        (r"quoted", "CREATE DATABASE takes no parameter: the name is a quoted identifier"),
+        (r"_quoted\(\w+\)", "CREATE DATABASE takes no parameter: names are quoted identifiers"),
+        (r"copy", "empty, or TEMPLATE and a quoted identifier"),
     ],
     "orchestrator/customers/listing.py": [
         (r"JOURNEY_ID\.name|JOURNEY_STEP\.name", "search attribute names, constants"),
