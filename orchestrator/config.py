@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from journeyman.channels.smtp import SmtpSecurity
 
@@ -25,6 +33,12 @@ ENVIRONMENT: dict[str, str] = {
     "database_url": "JOURNEYMAN_DATABASE_URL",
     "temporal_address": "JOURNEYMAN_TEMPORAL_ADDRESS",
     "temporal_namespace": "JOURNEYMAN_TEMPORAL_NAMESPACE",
+    "temporal_tls": "JOURNEYMAN_TEMPORAL_TLS",
+    "temporal_tls_ca_file": "JOURNEYMAN_TEMPORAL_TLS_CA_FILE",
+    "temporal_tls_cert_file": "JOURNEYMAN_TEMPORAL_TLS_CERT_FILE",
+    "temporal_tls_key_file": "JOURNEYMAN_TEMPORAL_TLS_KEY_FILE",
+    "temporal_tls_server_name": "JOURNEYMAN_TEMPORAL_TLS_SERVER_NAME",
+    "temporal_api_key": "JOURNEYMAN_TEMPORAL_API_KEY",
     "task_queue": "JOURNEYMAN_TASK_QUEUE",
     "api_host": "JOURNEYMAN_API_HOST",
     "api_port": "JOURNEYMAN_API_PORT",
@@ -76,6 +90,10 @@ ENVIRONMENT: dict[str, str] = {
 # A base URL: scheme, host, optional port and path; no query (the exporter appends /v1/traces).
 _OTLP_ENDPOINT = re.compile(r"https?://[^\s/?#@]+(/[^\s?#]*)?")
 
+# A DNS name (what a server certificate names and SNI carries): labels of letters, digits and
+# hyphens, separated by dots.
+_SERVER_NAME = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?)+")
+
 
 class ConfigError(ValueError):
     """A setting has a value the engine cannot use; the message names the variable."""
@@ -91,6 +109,14 @@ class Settings(BaseModel):
     database_url: SecretStr | None = None
     temporal_address: str | None = None
     temporal_namespace: str = "default"
+    # A secured Temporal cluster or Temporal Cloud (docs/production.md). TLS left unset (None)
+    # is on as soon as a CA, a client certificate, a server name or an API key is given.
+    temporal_tls: bool | None = None
+    temporal_tls_ca_file: Path | None = None  # None: the system's trusted roots
+    temporal_tls_cert_file: Path | None = None  # mTLS: with temporal_tls_key_file
+    temporal_tls_key_file: Path | None = None
+    temporal_tls_server_name: str | None = None  # the name the server's certificate carries
+    temporal_api_key: SecretStr | None = None  # sent as a bearer token (Temporal Cloud)
     task_queue: str = "journeyman"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -157,6 +183,60 @@ class Settings(BaseModel):
             )
         return value
 
+    @field_validator("temporal_tls_server_name")
+    @classmethod
+    def _check_server_name(cls, value: str | None) -> str | None:
+        if value is not None and not _SERVER_NAME.fullmatch(value):
+            raise ValueError(
+                "must be a host name as the server's certificate names it, like "
+                "temporal.internal (no scheme, no port)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_temporal_tls(self) -> Settings:
+        cert, key = self.temporal_tls_cert_file, self.temporal_tls_key_file
+        if (cert is None) != (key is None):
+            given, missing = (
+                ("temporal_tls_cert_file", "temporal_tls_key_file")
+                if key is None
+                else ("temporal_tls_key_file", "temporal_tls_cert_file")
+            )
+            raise ValueError(
+                f"{ENVIRONMENT[given]} is set but {ENVIRONMENT[missing]} is not: a client "
+                "certificate (mTLS) needs both the certificate and its private key"
+            )
+        if self.temporal_tls is False:
+            needs_tls = [
+                ENVIRONMENT[name]
+                for name in (
+                    "temporal_tls_ca_file",
+                    "temporal_tls_cert_file",
+                    "temporal_tls_key_file",
+                    "temporal_tls_server_name",
+                )
+                if getattr(self, name) is not None
+            ]
+            if needs_tls:
+                raise ValueError(
+                    f"{ENVIRONMENT['temporal_tls']} is false, yet TLS settings are set "
+                    f"({', '.join(needs_tls)}): unset them, or turn TLS on"
+                )
+        return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        """Whether clients reach Temporal over TLS: as set, else when anything implies it."""
+        if self.temporal_tls is not None:
+            return self.temporal_tls
+        implied = (
+            self.temporal_tls_ca_file,
+            self.temporal_tls_cert_file,
+            self.temporal_tls_server_name,
+            self.temporal_api_key,
+        )
+        return any(value is not None for value in implied)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read settings from the environment; ``overrides`` win over it."""
@@ -170,7 +250,11 @@ class Settings(BaseModel):
         except ValidationError as exc:
             problems = []
             for err in exc.errors():
-                field = str(err["loc"][0]) if err["loc"] else "?"
+                if not err["loc"]:  # a rule across settings: its message names them
+                    cause = (err.get("ctx") or {}).get("error")
+                    problems.append(str(cause) if cause is not None else err["msg"])
+                    continue
+                field = str(err["loc"][0])
                 var = ENVIRONMENT.get(field, field)
                 problems.append(f"{var}: {err['msg']}")
             raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

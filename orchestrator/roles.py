@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 from temporalio.client import Client
@@ -31,7 +31,7 @@ from .embedded.temporal import ensure_search_attributes
 from .link_settings import link_config
 from .scheduling import Scheduler
 from .storage import connect, create_pool, migrate
-from .temporal_client import connect_temporal, metrics_runtime
+from .temporal_client import TemporalSecurity, connect_temporal, metrics_runtime
 from .tracking.consent import groups_from
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ class Endpoints:
     temporal_address: str
     smtp_host: str | None
     smtp_port: int
+    # TLS and API key for an external cluster; the embedded dev server needs neither.
+    temporal_security: TemporalSecurity = field(default_factory=TemporalSecurity)
 
 
 async def prepare_database(url: str) -> None:
@@ -90,7 +92,10 @@ async def run_worker(
         else None
     )
     client = await connect_temporal(
-        endpoints.temporal_address, namespace=settings.temporal_namespace, runtime=runtime
+        endpoints.temporal_address,
+        namespace=settings.temporal_namespace,
+        runtime=runtime,
+        security=endpoints.temporal_security,
     )
     await ensure_search_attributes(client, settings.temporal_namespace, SEARCH_ATTRIBUTES)
     pool = await create_pool(endpoints.database_url, max_size=20)
@@ -147,7 +152,9 @@ async def run_api(
     client: Client | None = None
     try:
         client = await connect_temporal(
-            endpoints.temporal_address, namespace=settings.temporal_namespace
+            endpoints.temporal_address,
+            namespace=settings.temporal_namespace,
+            security=endpoints.temporal_security,
         )
     except Exception as exc:  # ingest keeps working while Temporal is away
         log.warning("API started without Temporal (%s); /healthz reports it", type(exc).__name__)
@@ -162,6 +169,7 @@ async def run_api(
         temporal=client,
         temporal_address=endpoints.temporal_address,
         temporal_namespace=settings.temporal_namespace,
+        temporal_security=endpoints.temporal_security,
         customer_settings=customer_settings,
         task_queue=settings.task_queue,
     )

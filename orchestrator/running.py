@@ -24,6 +24,7 @@ from .roles import Endpoints, prepare_database, run_api, run_worker
 from .stack import embedded_stack
 from .storage import connect, deploy_plan
 from .storage.segments import deploy_segment
+from .temporal_client import temporal_security
 
 
 async def deploy_directory(database_url: str, journeys_dir: Path) -> list[str]:
@@ -134,6 +135,7 @@ def _external(settings: Settings) -> Endpoints:
     return Endpoints(
         database_url=settings.require_database_url(),
         temporal_address=settings.require_temporal_address(),
+        temporal_security=temporal_security(settings),  # a missing file stops start-up here
         smtp_host=settings.smtp_host,
         smtp_port=settings.smtp_port,
     )

@@ -17,6 +17,7 @@ from .config import Settings
 from .embedded.postgres import EmbeddedPostgres
 from .embedded.temporal import TemporalDevServer
 from .roles import Endpoints
+from .temporal_client import TemporalSecurity, temporal_security
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,11 @@ log = logging.getLogger(__name__)
 @contextlib.asynccontextmanager
 async def embedded_stack(settings: Settings, *, say: bool = True) -> AsyncIterator[Endpoints]:
     """Start the missing services, yield where everything is, stop what was started."""
+    # Read first, so that a missing certificate file stops start-up before anything runs; the
+    # TLS settings are for an external cluster, the embedded dev server listens in plaintext.
+    security = (
+        temporal_security(settings) if settings.temporal_address is not None else TemporalSecurity()
+    )
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     async with contextlib.AsyncExitStack() as stack:
@@ -60,6 +66,7 @@ async def embedded_stack(settings: Settings, *, say: bool = True) -> AsyncIterat
             temporal_address=temporal_address,
             smtp_host=smtp_host,
             smtp_port=smtp_port,
+            temporal_security=security,
         )
 
 

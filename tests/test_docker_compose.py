@@ -44,6 +44,17 @@ REQUIRED_SERVICES = {"postgres", "temporal", "temporal-ui", "api", "worker", "ma
 # Service name -> the long-running `journeyman` command it must run.
 ROLES = {"api": "api", "worker": "worker"}
 
+# A secured cluster's settings: both roles do without them against the compose cluster, which
+# listens in plaintext on the private network (the commented example in the file shows them).
+TEMPORAL_SECURITY: dict[str, str] = {
+    "temporal_tls": "the compose cluster listens in plaintext on the private network",
+    "temporal_tls_ca_file": "only for a cluster whose certificate a private CA signed",
+    "temporal_tls_cert_file": "only for a cluster that requires mTLS",
+    "temporal_tls_key_file": "only for a cluster that requires mTLS",
+    "temporal_tls_server_name": "only when the certificate names another host",
+    "temporal_api_key": "only for Temporal Cloud with API keys",
+}
+
 # Settings with a None default that a role does not use, and why. Anything else with a None
 # default must be provided to the role by compose.
 NOT_NEEDED: dict[str, dict[str, str]] = {
@@ -64,6 +75,7 @@ NOT_NEEDED: dict[str, dict[str, str]] = {
         "fcm_token_uri": "the API sends no messages",
         "webhook_signing_secret": "the API sends no messages",
         "otel_endpoint": "tracing is optional: off until an operator names a collector",
+        **TEMPORAL_SECURITY,
     },
     "worker": {
         "write_key": "only the API authenticates ingest calls",
@@ -82,6 +94,7 @@ NOT_NEEDED: dict[str, dict[str, str]] = {
         "webhook_signing_secret": "webhook steps are optional: they fail visibly without it",
         "sendgrid_webhook_public_key": "only the API receives SendGrid's event webhook",
         "otel_endpoint": "tracing is optional: off until an operator names a collector",
+        **TEMPORAL_SECURITY,
     },
 }
 
@@ -91,6 +104,10 @@ SHARED = (
     "database_url",
     "temporal_address",
     "temporal_namespace",
+    "temporal_tls",
+    "temporal_tls_ca_file",
+    "temporal_tls_server_name",
+    "temporal_api_key",
     "task_queue",
     "log_format",
     "otel_endpoint",
@@ -425,6 +442,25 @@ def test_api_and_workers_share_database_temporal_and_queue() -> None:
     api, worker = settings_of(services()["api"]), settings_of(services()["worker"])
     differ = [ENVIRONMENT[f] for f in SHARED if getattr(api, f) != getattr(worker, f)]
     assert not differ, f"api and worker disagree on {differ}"
+
+
+_COMMENTED_SETTING = re.compile(r"^\s*#\s+(?P<name>JOURNEYMAN_[A-Z_]+):\s*(?P<value>\S.*)$")
+
+
+def test_the_commented_temporal_cloud_example_holds_valid_settings() -> None:
+    example = {
+        match["name"]: match["value"].strip('"')
+        for line in COMPOSE_FILE.read_text(encoding="utf-8").splitlines()
+        if (match := _COMMENTED_SETTING.match(line))
+    }
+    shown = {var for var in example if var.startswith("JOURNEYMAN_TEMPORAL_")}
+    wanted = {ENVIRONMENT[name] for name in TEMPORAL_SECURITY if name != "temporal_tls"}
+    assert wanted <= shown, f"show these in the commented example: {sorted(wanted - shown)}"
+    assert shown <= set(ENVIRONMENT.values()), "the example names variables the code never reads"
+    uncommented = {var: interpolate(value, {var: "a-key"}) for var, value in example.items()}
+    settings = Settings.from_env(uncommented)  # raises ConfigError on a bad combination
+    assert settings.temporal_uses_tls
+    assert settings.temporal_api_key is not None
 
 
 @pytest.mark.parametrize(("field", "images"), sorted(ADDRESS_SETTINGS.items()))

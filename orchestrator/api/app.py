@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +13,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import journeyman
 
-from .errors import ApiError, api_error_handler, http_error_handler, validation_handler
+from .errors import (
+    ApiError,
+    api_error_handler,
+    http_error_handler,
+    validation_as_400,
+    validation_handler,
+)
 from .routes import (
     browser,
     customers,
@@ -58,6 +65,16 @@ def create_app(services: Services, *, follow_deploys: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = services
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, with validation failures listed as the 400s they answer."""
+        if app.openapi_schema is None:
+            validation_as_400(generate())
+        assert app.openapi_schema is not None
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)

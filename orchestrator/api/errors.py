@@ -4,7 +4,8 @@ Every rejection is a 4xx with a body that names what was wrong; nothing is store
 ``ErrorPublic`` is that body's model and ``error_responses`` declares it in the OpenAPI
 document for the statuses a route can answer, so clients (and the schema tests) know them;
 ``json_body`` documents a JSON body that a route reads itself (within a size limit) rather
-than through a FastAPI parameter.
+than through a FastAPI parameter. Invalid parameters and bodies answer 400 with that body,
+not FastAPI's 422: ``validation_as_400`` makes the generated document say so.
 
 Postgres text and jsonb cannot hold the character U+0000: a request carrying one would fail
 in the database as a 500. ``NulGuard`` (a router dependency, for path and query) and
@@ -13,6 +14,7 @@ in the database as a 500. ``NulGuard`` (a router dependency, for path and query)
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from fastapi import Depends, Request
@@ -93,6 +95,45 @@ def json_body(model: type[BaseModel], description: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": inline(schema)}},
         }
     }
+
+
+_FASTAPI_VALIDATION = "#/components/schemas/HTTPValidationError"
+_ERROR_PUBLIC = "#/components/schemas/ErrorPublic"
+
+
+def validation_as_400(document: dict[str, Any]) -> None:
+    """Document validation failures as what ``validation_handler`` answers: a 400 with the
+    ``ErrorPublic`` body, in place of the 422 FastAPI lists for every operation with input.
+
+    Other 422s (a template that fails to render) have their own body and stay.
+    """
+    schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses") if isinstance(operation, dict) else None
+            if not responses or "422" not in responses:
+                continue
+            content = responses["422"].get("content", {}).get("application/json", {})
+            if content.get("schema", {}).get("$ref") != _FASTAPI_VALIDATION:
+                continue
+            del responses["422"]
+            responses.setdefault(
+                "400",
+                {
+                    "description": ERROR_DESCRIPTIONS[400],
+                    "content": {"application/json": {"schema": {"$ref": _ERROR_PUBLIC}}},
+                },
+            )
+    if "ErrorPublic" not in schemas:
+        body = ErrorPublic.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs", {}))
+        schemas["ErrorPublic"] = body
+    # FastAPI's own error models, unless something still refers to them.
+    for name in ("HTTPValidationError", "ValidationError"):
+        rest = {key: value for key, value in schemas.items() if key != name}
+        others = {**document, "components": {**document["components"], "schemas": rest}}
+        if f'"#/components/schemas/{name}"' not in json.dumps(others):
+            schemas.pop(name, None)
 
 
 class ApiError(Exception):

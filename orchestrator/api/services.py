@@ -15,7 +15,7 @@ from journeyman.orchestrator.customers.sweep_segments import load_segments
 from journeyman.orchestrator.ingest import TriggerIndex
 from journeyman.orchestrator.storage import active_plans, connect
 from journeyman.orchestrator.storage.journeys import DEPLOY_CHANNEL
-from journeyman.orchestrator.temporal_client import connect_temporal
+from journeyman.orchestrator.temporal_client import TemporalSecurity, connect_temporal
 
 from .backpressure import InFlightLimiter
 
@@ -33,6 +33,7 @@ class Services:
     # Where to (re)connect when Temporal was away at start-up; None: not configured.
     temporal_address: str | None = None
     temporal_namespace: str = "default"
+    temporal_security: TemporalSecurity = field(default_factory=TemporalSecurity)
     task_queue: str = "journeyman"  # the worker's, to reach its sweep Schedule
     index: TriggerIndex = field(default_factory=TriggerIndex)
     # Which events carry orders and satisfaction, and the class thresholds (customers.yaml).
@@ -52,7 +53,9 @@ class Services:
         """The Temporal client, connecting now if start-up could not (raises while it is down)."""
         if self.temporal is None and self.temporal_address is not None:
             self.temporal = await connect_temporal(
-                self.temporal_address, namespace=self.temporal_namespace
+                self.temporal_address,
+                namespace=self.temporal_namespace,
+                security=self.temporal_security,
             )
         return self.temporal
 

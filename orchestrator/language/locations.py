@@ -145,7 +145,12 @@ def _find_key(node: MappingNode, part: str | int) -> tuple[Node, Node] | None:
 
 def load(text: str, source: str) -> Document:
     """Parse YAML text, or raise ``JourneyError`` for syntax errors and duplicate keys."""
-    loader = _Loader(text)
+    try:
+        # PyYAML's reader checks every character while the loader is built, so a control
+        # character (which YAML forbids) fails here, before any parsing.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise JourneyError([_unreadable(source, text, exc)]) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -164,6 +169,8 @@ def load(text: str, source: str) -> Document:
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         raise JourneyError([_syntax_error(source, exc)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise JourneyError([_unreadable(source, text, exc)]) from None
     except yaml.YAMLError as exc:
         raise JourneyError([Diagnostic(source, None, None, "", f"YAML error: {exc}")]) from None
     except RecursionError:
@@ -197,6 +204,19 @@ def _syntax_error(source: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
     if mark is None:
         return Diagnostic(source, None, None, "", f"YAML syntax error: {detail}")
     return Diagnostic(source, mark.line + 1, mark.column + 1, "", f"YAML syntax error: {detail}")
+
+
+def _unreadable(source: str, text: str, exc: yaml.reader.ReaderError) -> Diagnostic:
+    """A character YAML does not allow, placed at its line and column."""
+    code = exc.character if isinstance(exc.character, int) else None
+    what = f"the character U+{code:04X}" if code is not None else "a character"
+    message = f"{what} is not allowed in a YAML file (control characters must be escaped)"
+    if not 0 <= exc.position <= len(text):
+        return Diagnostic(source, None, None, "", f"YAML error: {message}")
+    before = text[: exc.position]
+    line = before.count("\n") + 1
+    column = exc.position - (before.rfind("\n") + 1) + 1
+    return Diagnostic(source, line, column, "", f"YAML syntax error: {message}")
 
 
 def _too_deep(source: str) -> Diagnostic:

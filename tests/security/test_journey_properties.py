@@ -192,12 +192,6 @@ def test_a_change_of_meaning_changes_the_version(name: str) -> None:
         assert reordered.version not in (original.version, renamed.version)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PyYAML's reader refuses control characters while the loader is built, outside the"
-    " try that turns YAML errors into a JourneyError (orchestrator/language/locations.py"
-    " load()); POST /api/journeys and /api/segments answer 500. Then remove this mark",
-)
 @pytest.mark.parametrize("char", ["\x00", "\x07", "\x1b", "\ufffe"])
 def test_a_control_character_in_the_file_is_a_located_error(char: str) -> None:
     text = VALID.replace("name: Fuzz", f"name: Fu{char}zz")

@@ -9,6 +9,9 @@
   request with ``Authorization: Bearer <admin token>`` needs no cookie.
 - ``GET /dashboard/static/dashboard.css``: the one stylesheet, public.
 
+A NUL (U+0000) anywhere in a dashboard path or query is refused with a 400 before any page
+reads the database, which cannot hold it (``errors.NulGuard``, as for the API).
+
 Pages need no script: the inline one only applies live numbers. Every page forbids framing
 and caching, and its Content-Security-Policy allows only that script (by nonce) and the
 dashboard's own stylesheet and event stream.
@@ -45,9 +48,10 @@ from journeyman.orchestrator.dashboard import (
 from journeyman.orchestrator.tracking.forms import MAX_FORM_BYTES, FormError, form_fields
 
 from ..auth import ServicesDep
+from ..errors import NulGuard
 from ..services import Services
 
-router = APIRouter(tags=["dashboard"], include_in_schema=False)
+router = APIRouter(tags=["dashboard"], include_in_schema=False, dependencies=[NulGuard])
 
 PREFIX: Final = "/dashboard"
 SIGN_IN: Final = f"{PREFIX}/sign-in"
