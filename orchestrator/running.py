@@ -17,7 +17,7 @@ from .config import Settings
 from .credentials import Credentials, load_or_create
 from .customers.segment_files import to_definition, validate_segment_paths
 from .language import JourneyError, validate_paths
-from .language.compiler import SEGMENTS_FOLDER
+from .language.folders import SEGMENTS_FOLDER
 from .observability import mask_secrets, tracing_for
 from .progress import Progress
 from .roles import Endpoints, prepare_database, run_api, run_worker

@@ -26,7 +26,7 @@ from journeyman.orchestrator.customers.segment_files import (
 )
 from journeyman.orchestrator.ingest.entry import entry_key
 from journeyman.orchestrator.language import Diagnostic, compile_file, validate_paths
-from journeyman.orchestrator.language.compiler import journey_files
+from journeyman.orchestrator.language.folders import journey_files
 from journeyman.workflows.conditions import matches
 from journeyman.workflows.expressions import Context, StoredEvent, evaluate, needs, parse
 from journeyman.workflows.plan import (

@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 
 from journeyman.orchestrator.proportions import Interval, wilson
 from journeyman.orchestrator.storage.funnel import StageFunnel
-from journeyman.orchestrator.storage.kpis import TouchpointKind, TouchpointKpis, counted_as
+from journeyman.orchestrator.storage.kpis import TouchpointKind, counted_as
+from journeyman.orchestrator.storage.touchpoint_report import TouchpointKpis
 from journeyman.workflows.plan import Plan, SendStep, Step, children
 
 from . import formatting as fmt

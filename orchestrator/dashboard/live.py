@@ -34,7 +34,7 @@ from typing import Final
 
 import asyncpg
 
-from journeyman.orchestrator.storage.kpis import TouchpointKpis
+from journeyman.orchestrator.storage.touchpoint_report import TouchpointKpis
 from journeyman.workflows.plan import Plan
 
 from . import formatting as fmt

@@ -15,11 +15,8 @@ from typing import Final
 import asyncpg
 
 from journeyman.orchestrator.storage import funnel, load_plan
-from journeyman.orchestrator.storage.kpis import (
-    TouchpointKpis,
-    declared_touchpoints,
-    touchpoints,
-)
+from journeyman.orchestrator.storage.kpis import declared_touchpoints
+from journeyman.orchestrator.storage.touchpoint_report import TouchpointKpis, touchpoints
 from journeyman.workflows.plan import Plan
 
 from . import board as boards

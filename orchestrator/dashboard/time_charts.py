@@ -9,7 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Final, Literal
 
-from journeyman.orchestrator.storage.kpis import StageTiming, TrendPoint
+from journeyman.orchestrator.storage.stage_reports import StageTiming, TrendPoint
 
 from . import formatting as fmt
 from . import svg

@@ -25,13 +25,13 @@ from temporalio.client import Client
 from journeyman.orchestrator.customers.view import CustomerPublic, customer_view, identify
 from journeyman.orchestrator.storage import list_journeys
 from journeyman.orchestrator.storage.journeys import JourneySummary
-from journeyman.orchestrator.storage.kpis import (
+from journeyman.orchestrator.storage.stage_reports import (
     StageTiming,
-    TouchpointKpis,
     TrendPoint,
     stage_timing,
     trends,
 )
+from journeyman.orchestrator.storage.touchpoint_report import TouchpointKpis
 from journeyman.workflows.plan import Plan
 
 from . import charts, metro, readings, time_charts

@@ -4,17 +4,10 @@
 ``diagnostics`` name file, line, column and place of every problem found.
 """
 
-from .compiler import (
-    DEFAULT_MAX_DWELL_SECONDS,
-    build_plan,
-    canonical_form,
-    compile_file,
-    compile_source,
-    plan_hash,
-    validate_paths,
-)
+from .compiler import build_plan, compile_file, compile_source, validate_paths
 from .durations import DurationError, format_duration, parse_duration
 from .locations import Diagnostic, JourneyError
+from .plans import DEFAULT_MAX_DWELL_SECONDS, canonical_form, plan_hash
 
 __all__ = [
     "DEFAULT_MAX_DWELL_SECONDS",

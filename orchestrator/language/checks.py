@@ -38,9 +38,9 @@ from journeyman.workflows.plan import (
 )
 from journeyman.workflows.program import compile_stage
 
-from .fields import Condition
 from .kpis import KpiSpec
 from .locations import Loc
+from .property_filters import Condition
 from .spec import EventSpec, JourneySpec, MatchSpec, TouchpointSpec
 
 # Traits the Segment spec reserves for identify calls, and ones the engine itself reads.

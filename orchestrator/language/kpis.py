@@ -15,18 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 
-from .fields import (
-    _NOT_BLANK,
-    ConditionSpec,
-    GoalLabel,
-    Identifier,
-    Label,
-    PropertyPath,
-    Text,
-    _present,
-    _text,
-    fail,
-)
+from .field_schemas import _NOT_BLANK, _present, _text
+from .fields import GoalLabel, Identifier, Label, PropertyPath, Text, fail
+from .property_filters import ConditionSpec
 
 # What a KPI may count, each a key of its own.
 KPI_SOURCES: tuple[Literal["event", "page", "screen"], ...] = ("event", "page", "screen")

@@ -26,16 +26,16 @@ from pydantic_core import CoreSchema
 
 from journeyman.workflows.plan import CHANNELS, Channel
 
-from .fields import (
-    UNKNOWN_CHANNEL_TAG,
+from .field_schemas import _not_empty, _present
+from .fields import UNKNOWN_CHANNEL_TAG, GoalLabel, Identifier, fail, send_tag
+from .kpis import KpiSpec
+from .send_fields import (
     ChannelName,
     DataKey,
-    GoalLabel,
     GroupName,
     HeaderName,
     HeaderValue,
     HttpMethod,
-    Identifier,
     Locale,
     PushDataKey,
     SmsText,
@@ -43,12 +43,7 @@ from .fields import (
     Template,
     Title,
     WebhookUrl,
-    _not_empty,
-    _present,
-    fail,
-    send_tag,
 )
-from .kpis import KpiSpec
 
 # Methods whose requests carry a body: a webhook with one of them needs ``body``.
 _BODY_METHODS = ("POST", "PUT", "PATCH")

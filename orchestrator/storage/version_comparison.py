@@ -28,7 +28,7 @@ from journeyman.workflows.plan import Plan
 
 from .exits import EXIT_REASONS, HOLDOUT
 from .funnel import StageFunnel, funnel
-from .kpis import StageTiming, stage_timing
+from .stage_reports import StageTiming, stage_timing
 
 # The report's precision: rates and differences to 4 decimals, p-values to 6.
 DIGITS: Final = 4

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from journeyman.orchestrator.language import compile_file
-from journeyman.orchestrator.language.compiler import journey_files
+from journeyman.orchestrator.language.folders import journey_files
 
 REPO = Path(__file__).resolve().parents[2]
 JOURNEYS = REPO / "journeys"

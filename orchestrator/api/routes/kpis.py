@@ -13,16 +13,14 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
-from journeyman.orchestrator.storage.kpis import (
+from journeyman.orchestrator.storage.kpis import TouchpointKind, declared_touchpoints
+from journeyman.orchestrator.storage.stage_reports import (
     StageTiming,
-    TouchpointKind,
-    TouchpointKpis,
     TrendPoint,
-    declared_touchpoints,
     stage_timing,
-    touchpoints,
     trends,
 )
+from journeyman.orchestrator.storage.touchpoint_report import TouchpointKpis, touchpoints
 
 from ..auth import AdminDep, ServicesDep
 from ..errors import ApiError, NulGuard, error_responses

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from journeyman.orchestrator.storage import kpis, load_plan, property_sql
+from journeyman.orchestrator.storage import (
+    kpis,
+    load_plan,
+    property_sql,
+    stage_reports,
+    touchpoint_report,
+)
 from journeyman.workflows.conditions import matches_properties
 from journeyman.workflows.plan import EventMatch, PropertyTest
 
@@ -487,13 +493,13 @@ async def test_queries_use_the_journey_indexes(api: Api) -> None:
         await conn.execute("SET enable_seqscan = off")
         for sql, args in [
             (
-                kpis._TOUCHPOINTS_SQL,
+                touchpoint_report._TOUCHPOINTS_SQL,
                 ("kpi", None, 7 * D, list(kpis.TOUCHED), list(kpis.SENT), list(kpis.DELIVERED)),
             ),
-            (kpis._TIMING_SQL, ("kpi", None, list(kpis.CONVERTING))),
+            (stage_reports._TIMING_SQL, ("kpi", None, list(stage_reports.CONVERTING))),
             (
-                kpis._TRENDS_SQL,
-                ("kpi", "day", T0, T0 + 3 * D, None, None, list(kpis.CONVERTING)),
+                stage_reports._TRENDS_SQL,
+                ("kpi", "day", T0, T0 + 3 * D, None, None, list(stage_reports.CONVERTING)),
             ),
         ]:
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))

@@ -16,7 +16,8 @@ from journeyman.orchestrator.dashboard import metro, metro_stations, readings
 from journeyman.orchestrator.dashboard.svg import SVG_NS
 from journeyman.orchestrator.language import compile_source
 from journeyman.orchestrator.storage.funnel import StageFunnel
-from journeyman.orchestrator.storage.kpis import TouchpointKind, TouchpointKpis
+from journeyman.orchestrator.storage.kpis import TouchpointKind
+from journeyman.orchestrator.storage.touchpoint_report import TouchpointKpis
 
 from . import kpi_seed
 from .conftest import WRITE_KEY, Dash, served

@@ -15,7 +15,8 @@ from journeyman.orchestrator.dashboard.svg import HATCH_ID, SVG_NS
 from journeyman.orchestrator.language import compile_source
 from journeyman.orchestrator.proportions import wilson
 from journeyman.orchestrator.storage.funnel import StageFunnel
-from journeyman.orchestrator.storage.kpis import StageTiming, TouchpointKpis, TrendPoint
+from journeyman.orchestrator.storage.stage_reports import StageTiming, TrendPoint
+from journeyman.orchestrator.storage.touchpoint_report import TouchpointKpis
 from journeyman.workflows.plan import Plan
 
 from .seed import JOURNEY

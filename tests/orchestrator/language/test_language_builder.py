@@ -41,7 +41,7 @@ from journeyman.orchestrator.language.builder import (
     wait,
     wait_for,
 )
-from journeyman.orchestrator.language.compiler import journey_files
+from journeyman.orchestrator.language.folders import journey_files
 from journeyman.orchestrator.language.spec import (
     CapSpec,
     DefaultsSpec,

@@ -22,7 +22,7 @@ from journeyman.orchestrator.language import (
     compile_source,
     plan_hash,
 )
-from journeyman.orchestrator.language.compiler import journey_files
+from journeyman.orchestrator.language.folders import journey_files
 from journeyman.workflows.conditions import matches
 from journeyman.workflows.plan import (
     EventMatch,

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from journeyman.orchestrator.language import JourneyError, compile_source
 from journeyman.orchestrator.language.builder import dump_yaml
-from journeyman.orchestrator.language.compiler import journey_files
+from journeyman.orchestrator.language.folders import journey_files
 from journeyman.orchestrator.language.schema import REGENERATE, journey_schema, schema_text
 from journeyman.orchestrator.language.spec import JourneySpec
 

@@ -34,7 +34,7 @@ from journeyman.orchestrator.language.builder import (
     wait,
     webhook,
 )
-from journeyman.orchestrator.language.compiler import journey_files
+from journeyman.orchestrator.language.folders import journey_files
 from journeyman.orchestrator.language.schema import journey_schema
 from journeyman.orchestrator.language.spec import JourneySpec
 from journeyman.workflows.plan import Kpi, ObservedTouchpoint, Plan, PropertyTest, SendStep, walk

@@ -31,7 +31,7 @@ from journeyman.orchestrator.customers.settings import (
     parse_customer_settings,
 )
 from journeyman.orchestrator.language import compile_file
-from journeyman.orchestrator.language.compiler import journey_files
+from journeyman.orchestrator.language.folders import journey_files
 from journeyman.orchestrator.simulation import Report, load_scenario, parse_scenario, simulate
 from journeyman.orchestrator.simulation.customers import (
     Customer,
