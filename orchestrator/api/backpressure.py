@@ -121,15 +121,36 @@ def database_unavailable_is_503() -> Iterator[None]:
     try:
         yield
     except DATABASE_UNAVAILABLE as exc:
-        # The type only: connection errors can carry the URL, and with it a password.
-        log.warning("ingest: database unavailable (%s); answered 503", type(exc).__name__)
-        raise ApiError(
-            503,
-            "database_unavailable",
-            f"the database cannot be reached or has no free connection; retry after "
-            f"{DATABASE_RETRY_AFTER} s (nothing of this request was stored)",
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
-        ) from None
+        raise _database_unavailable(exc) from None
+    except asyncpg.InterfaceError as exc:
+        if not _while_unavailable(exc):
+            raise  # a misuse of a connection: a bug, not the database's state
+        raise _database_unavailable(exc) from None
+
+
+def _while_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while handling a "database unavailable" error, as the
+    rollback of a transaction whose connection was just lost is."""
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, DATABASE_UNAVAILABLE):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _database_unavailable(exc: BaseException) -> ApiError:
+    # The type only: connection errors can carry the URL, and with it a password.
+    log.warning("ingest: database unavailable (%s); answered 503", type(exc).__name__)
+    return ApiError(
+        503,
+        "database_unavailable",
+        f"the database cannot be reached or has no free connection; retry after "
+        f"{DATABASE_RETRY_AFTER} s (nothing of this request was stored)",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
 
 
 class PatientPool:

@@ -21,11 +21,12 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
 
 
-async def read_json(request: Request, *, limit: int) -> Any:
+async def read_json(request: Request, *, limit: int, refuse_nul: bool = False) -> Any:
     """The JSON body, refusing more than ``limit`` bytes before or after decompression.
 
     ``application/json``, ``text/plain`` (beacons) or any other declared type: only the bytes
-    decide; a body that is not JSON is a 400.
+    decide; a body that is not JSON is a 400. ``refuse_nul``: a body holding the character
+    U+0000 anywhere (a value or a key) is a 400 naming where (``nul_error``).
     """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
@@ -47,7 +48,54 @@ async def read_json(request: Request, *, limit: int) -> Any:
             raise _too_large(limit)
     if not data.strip():
         raise ApiError(400, "invalid_request", "request body is empty")
-    return parse_json(data)
+    value = parse_json(data)
+    # JSON can carry a NUL only as an escape (a raw one is not JSON), so a body without a
+    # backslash has none: that search is a memchr, about 5 µs for 50 kB, where searching for
+    # the escape itself takes some 50 times longer. The JSON text "\\u0000" (an escaped
+    # backslash, then "u0000") also matches the escape; the walk then finds no NUL.
+    if refuse_nul and b"\\" in data and _ESCAPED_NUL in data:
+        where = nul_at(value)
+        if where is not None:
+            raise nul_error(where)
+    return value
+
+
+_ESCAPED_NUL = b"\\u0000"
+
+
+def nul_at(value: Any, path: str = "") -> str | None:
+    """Where the first U+0000 in a parsed JSON value is (``batch[2].properties.name``), in
+    the notation of field errors; None when there is none. A NUL in a key is shown escaped."""
+    if isinstance(value, str):
+        return (path or "(body)") if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{path}.{key}" if path else key
+            if "\x00" in key:
+                return name.replace("\x00", "\\u0000")
+            found = nul_at(item, name)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            found = nul_at(item, f"{path}[{position}]")
+            if found is not None:
+                return found
+    return None
+
+
+def nul_error(where: str) -> ApiError:
+    """The 400 for a body holding U+0000 at ``where``: Postgres cannot store the character."""
+    message = (
+        f"{where} holds the character U+0000 (NUL), which cannot be stored;"
+        " nothing of this request was stored"
+    )
+    return ApiError(
+        400,
+        "invalid_request",
+        message,
+        fields=[{"field": where, "message": "U+0000 (NUL) is not allowed"}],
+    )
 
 
 # A run of 20 digits may be an integer beyond 64 bits, which orjson reads as a float. Found by

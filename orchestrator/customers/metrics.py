@@ -18,7 +18,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -963,15 +963,17 @@ async def sweep_recency(
     for from_class, to_class in _TRANSITIONS:
         threshold = settings.recency.lost_after if to_class == "lost" else settings.recency.active
         cutoff = now - threshold
-        after: tuple[datetime, str] | None = None
+        after: tuple[date, str] | None = None
         while True:
             rows = await pool.fetch(
-                # Served by the (recency_class, last_seen_at) index; keyset pages, so a row
-                # that could not be moved is never read twice in one sweep.
-                "SELECT customer_id, last_seen_at FROM customer_metrics"
-                " WHERE recency_class = $1 AND last_seen_at < $2"
-                "   AND ($3::timestamptz IS NULL OR (last_seen_at, customer_id) > ($3, $4))"
-                " ORDER BY last_seen_at, customer_id LIMIT $5",
+                # Served by the (recency_class, last_seen_day, customer_id) index (by day, so
+                # that ingest's updates of last_seen_at leave it alone); keyset pages, so a
+                # row that could not be moved is never read twice in one sweep.
+                "SELECT customer_id, last_seen_at, last_seen_day FROM customer_metrics"
+                " WHERE recency_class = $1 AND last_seen_day <= ($2 AT TIME ZONE 'UTC')::date"
+                "   AND last_seen_at < $2"
+                "   AND ($3::date IS NULL OR (last_seen_day, customer_id) > ($3, $4))"
+                " ORDER BY last_seen_day, customer_id LIMIT $5",
                 from_class,
                 cutoff,
                 after[0] if after else None,
@@ -980,7 +982,7 @@ async def sweep_recency(
             )
             if not rows:
                 break
-            after = (rows[-1]["last_seen_at"], rows[-1]["customer_id"])
+            after = (rows[-1]["last_seen_day"], rows[-1]["customer_id"])
             changes = [
                 RecencyChange(
                     customer_id=row["customer_id"],

@@ -64,12 +64,31 @@ async def ingest(
     for attempt in range(1, ATTEMPTS + 1):
         tx = Transaction(index, settings, conflicts="skip" if attempt == ATTEMPTS else "raise")
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                return await _ingest(conn, ordered, tx)
+            async with pool.acquire() as conn:
+                return await _transaction(conn, ordered, tx)
         except (asyncpg.DeadlockDetectedError, ConcurrentEntry):
             if attempt == ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
+
+
+async def _transaction(
+    conn: asyncpg.Connection, ordered: list[IncomingEvent], tx: Transaction
+) -> IngestResult:
+    """``_ingest`` in a transaction of its own; a connection lost on the way raises
+    ``ConnectionDoesNotExistError`` (Postgres rolled the transaction back)."""
+    try:
+        async with conn.transaction():
+            return await _ingest(conn, ordered, tx)
+    except asyncpg.InterfaceError as exc:
+        # A backend terminated (restart, failover) fails the statement at work, and then the
+        # rollback with an InterfaceError that hides why: say what happened instead, so the
+        # caller answers "retry later" rather than a server error.
+        if conn.is_closed():
+            raise asyncpg.ConnectionDoesNotExistError(
+                "the connection to Postgres was lost during the ingest transaction"
+            ) from exc
+        raise
 
 
 ATTEMPTS = 3

@@ -105,7 +105,9 @@ async def insert_events(
     return out
 
 
-# Most messages set nothing on the profile (a track): it is touched, not rebuilt.
+# Most messages set nothing on the profile (a track): it is made if need be, else left as
+# it is (no new row version to write, index and vacuum); ``updated_at`` is when traits or
+# consent last changed.
 _UPSERT_PROFILES: Final = """
 INSERT INTO profiles (customer_id, traits, consent)
 SELECT x->>0, x->1, x->2 FROM jsonb_array_elements(:rows::text::jsonb) AS rows(x)
@@ -115,6 +117,7 @@ ON CONFLICT (customer_id) DO UPDATE SET
     consent = CASE WHEN excluded.consent = '{}' THEN profiles.consent
         ELSE profiles.consent || excluded.consent END,
     updated_at = now()
+WHERE excluded.traits <> '{}' OR excluded.consent <> '{}'
 """
 
 _INSERT_RUNS: Final = """

@@ -11,6 +11,7 @@ snapshot whose ``error`` is set, which renders as ``journeyman_scrape_error 1``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -95,15 +96,17 @@ class ProcessMetrics:
 
     def count_stored(self, types: Iterable[str], *, accepted: int, duplicates: int) -> None:
         """Count the messages one request stored; ``types`` are its valid messages' types."""
-        kinds = list(types)
+        # Counted per type first: one increment per type, not per message (each takes a lock).
+        kinds = collections.Counter(types)
         if not duplicates or not accepted:
             # One outcome for all: every message's type is known.
             outcome = "accepted" if accepted else "duplicate"
-            for kind in kinds:
-                self.messages.labels(kind, outcome).inc()
-        elif len(set(kinds)) == 1:
-            self.messages.labels(kinds[0], "accepted").inc(accepted)
-            self.messages.labels(kinds[0], "duplicate").inc(duplicates)
+            for kind, n in kinds.items():
+                self.messages.labels(kind, outcome).inc(n)
+        elif len(kinds) == 1:
+            (kind,) = kinds
+            self.messages.labels(kind, "accepted").inc(accepted)
+            self.messages.labels(kind, "duplicate").inc(duplicates)
         else:
             self.messages.labels(MIXED_TYPES, "accepted").inc(accepted)
             self.messages.labels(MIXED_TYPES, "duplicate").inc(duplicates)

@@ -3,7 +3,8 @@
 Each has its short form (``/v1/t``, ``/v1/i``, ``/v1/p``, ``/v1/s``, ``/v1/g``, ``/v1/a``,
 ``/v1/b``). A 2xx is sent only after the messages are committed (with their outbox rows). A
 single message that is not valid is a 400 and one over the message limit a 413; in a batch
-such messages are rejected alone and listed in the answer, the others are accepted.
+such messages are rejected alone and listed in the answer, the others are accepted. A body
+holding U+0000 (which Postgres cannot store) is refused whole with a 400 naming where.
 Backpressure (``..backpressure``) answers 503 with ``Retry-After`` rather than queueing without
 bound.
 """
@@ -36,10 +37,11 @@ from journeyman.orchestrator.ingest.segment import (
 )
 from journeyman.orchestrator.observability import type_label
 
-from ..auth import ServicesDep, basic_user, check_write_key
+from ..auth import basic_user, check_write_key, get_services
 from ..backpressure import PatientPool, database_unavailable_is_503
 from ..body import read_json
 from ..errors import ApiError
+from ..services import Services
 from .metrics import process_metrics
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -130,10 +132,11 @@ def _all_rejected(rejected: list[RejectedMessage]) -> JSONResponse:
     )
 
 
-async def _accept(
-    request: Request, services: ServicesDep, kind: type[Message] | None
-) -> IngestResponse | JSONResponse:
+async def _accept(request: Request, kind: type[Message] | None) -> IngestResponse | JSONResponse:
     """Answer one request, counted in ``/metrics`` by status, latency and backpressure."""
+    # Not a dependency: FastAPI runs a plain function dependency in a worker thread, and that
+    # hand-over cost more than anything else per request but the messages themselves.
+    services = get_services(request)
     started, status, backpressure = time.perf_counter(), 500, None
     try:
         answer = await _answer(request, services, kind)
@@ -149,7 +152,7 @@ async def _accept(
 
 
 async def _answer(
-    request: Request, services: ServicesDep, kind: type[Message] | None
+    request: Request, services: Services, kind: type[Message] | None
 ) -> IngestResponse | JSONResponse:
     """Read, authenticate, validate and commit one request; ``kind`` None is a batch."""
     # The spec's receivedAt: once per request, as it arrives (before any wait for a turn).
@@ -171,7 +174,7 @@ async def _answer(
 
 async def _read(
     request: Request,
-    services: ServicesDep,
+    services: Services,
     kind: type[Message] | None,
     *,
     received_at: datetime,
@@ -183,7 +186,8 @@ async def _read(
     freed at once instead of living on through the garbage collector's generations.
     """
     metrics = process_metrics(request)
-    body = await read_json(request, limit=services.max_body_bytes)
+    # Postgres cannot store U+0000: such a request is refused whole, before anything is stored.
+    body = await read_json(request, limit=services.max_body_bytes, refuse_nul=True)
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_request", "body must be a JSON object")
     supplied = basic_user(request)
@@ -216,48 +220,48 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/track", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/t", response_model=IngestResponse, include_in_schema=False)
-async def track(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+async def track(request: Request) -> IngestResponse | JSONResponse:
     """Record a customer's action (Segment ``track``)."""
-    return await _accept(request, services, Track)
+    return await _accept(request, Track)
 
 
 @router.post("/identify", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/i", response_model=IngestResponse, include_in_schema=False)
-async def identify(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+async def identify(request: Request) -> IngestResponse | JSONResponse:
     """Record who a customer is: traits merge into their profile (Segment ``identify``)."""
-    return await _accept(request, services, Identify)
+    return await _accept(request, Identify)
 
 
 @router.post("/page", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/p", response_model=IngestResponse, include_in_schema=False)
-async def page(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+async def page(request: Request) -> IngestResponse | JSONResponse:
     """Record a page a customer saw on a website (Segment ``page``)."""
-    return await _accept(request, services, Page)
+    return await _accept(request, Page)
 
 
 @router.post("/screen", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/s", response_model=IngestResponse, include_in_schema=False)
-async def screen(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+async def screen(request: Request) -> IngestResponse | JSONResponse:
     """Record a screen a customer saw in a mobile app (Segment ``screen``)."""
-    return await _accept(request, services, Screen)
+    return await _accept(request, Screen)
 
 
 @router.post("/group", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/g", response_model=IngestResponse, include_in_schema=False)
-async def group(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+async def group(request: Request) -> IngestResponse | JSONResponse:
     """Record the group (account, company) a customer belongs to (Segment ``group``)."""
-    return await _accept(request, services, Group)
+    return await _accept(request, Group)
 
 
 @router.post("/alias", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/a", response_model=IngestResponse, include_in_schema=False)
-async def alias(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+async def alias(request: Request) -> IngestResponse | JSONResponse:
     """Record that two ids are the same customer (Segment ``alias``)."""
-    return await _accept(request, services, Alias)
+    return await _accept(request, Alias)
 
 
 @router.post("/batch", response_model=IngestResponse, responses=_RESPONSES)
 @router.post("/b", response_model=IngestResponse, include_in_schema=False)
-async def batch(request: Request, services: ServicesDep) -> IngestResponse | JSONResponse:
+async def batch(request: Request) -> IngestResponse | JSONResponse:
     """Record many messages of any types at once; bad ones are rejected alone (``rejected``)."""
-    return await _accept(request, services, None)
+    return await _accept(request, None)
