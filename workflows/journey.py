@@ -27,12 +27,17 @@ with workflow.unsafe.imports_passed_through():
     from .plan import EventMatch, Plan
     from .program import bucket
 
-from .stages import ACTIVITY_RETRY, ACTIVITY_TIMEOUT, StageRunner
+from .stages import StageRunner, short_activity
 
 # Bounds that keep a months-long run's state and history small (invariant 7).
 MAX_PENDING_EVENTS = 100
 MAX_SEEN_IDS = 500
 HISTORY_EVENTS_BEFORE_CONTINUE = 5_000
+
+# Runs that start with this patch run their short database steps as local activities (see
+# ``stages.short_activity``) and leave out search-attribute upserts that change nothing
+# (``StageRunner.publish``); runs started before it keep the commands their histories hold.
+LOCAL_ACTIVITIES_PATCH = "local-activities"
 
 
 def is_held_out(plan: Plan, customer_id: str) -> bool:
@@ -56,6 +61,7 @@ class JourneyWorkflow:
         self._step: str | None = None
         self.version = ""
         self.migration: MigrateInput | None = None
+        self.local = False  # short steps as local activities (``LOCAL_ACTIVITIES_PATCH``)
 
     @workflow.signal(name=EVENT_SIGNAL)
     def on_event(self, event: JourneyEvent) -> None:
@@ -85,6 +91,8 @@ class JourneyWorkflow:
 
     @workflow.run
     async def run(self, input: JourneyInput) -> str:
+        # Decided once, first thing, so a run keeps one command sequence from start to end.
+        self.local = workflow.patched(LOCAL_ACTIVITIES_PATCH)
         info = workflow.info()
         state = input.state or RunState(run_key=f"{info.workflow_id}@{info.run_id}")
         self._restore(state)
@@ -102,11 +110,10 @@ class JourneyWorkflow:
         return await runner.run()
 
     async def load_plan(self, journey_id: str, version: str) -> Plan:
-        return await workflow.execute_activity_method(
+        return await short_activity(
             JourneyActivities.load_plan,
             LoadPlanInput(journey_id=journey_id, version=version),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            local=self.local,
         )
 
     def _restore(self, state: RunState) -> None:

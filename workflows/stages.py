@@ -7,12 +7,13 @@ signals, the pending events and continue-as-new.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
+from temporalio.common import Priority, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -59,6 +60,29 @@ ACTIVITY_TIMEOUT = timedelta(seconds=30)
 # five minutes), so its own limit is longer; the heartbeat notices a dead worker far sooner.
 SEND_TIMEOUT = timedelta(minutes=6)
 SEND_HEARTBEAT = timedelta(seconds=20)
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+async def short_activity(
+    method: Callable[[JourneyActivities, _In], Awaitable[_Out]], arg: _In, *, local: bool
+) -> _Out:
+    """Run one of the short, idempotent database steps (plan, transition, branch, variant,
+    timed wait).
+
+    ``local``: as a local activity, inside the workflow task that asks for it, so it costs no
+    server round trip and no workflow task of its own. A retried or re-executed one is
+    harmless: each is a read, or a write keyed so that a repeat changes nothing.
+    """
+    if local:
+        return await workflow.execute_local_activity_method(
+            method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
+        )
+    return await workflow.execute_activity_method(
+        method, arg, start_to_close_timeout=ACTIVITY_TIMEOUT, retry_policy=ACTIVITY_RETRY
+    )
+
 
 # The engine's own exit, watched like the plan's exits (identity merges, erasure).
 RUN_ENDED = EventMatch(event=RUN_ENDED_EVENT)
@@ -126,9 +150,7 @@ class StageRunner:
             plan = self.plan
             stage = plan.stages[state.stage_index]
             self.wf.show(stage.name, None)
-            workflow.upsert_search_attributes(
-                [JOURNEY_STAGE.value_set(stage.name), JOURNEY_STEP.value_unset()]
-            )
+            self.publish([JOURNEY_STAGE.value_set(stage.name), JOURNEY_STEP.value_unset()])
             outcome, end = await self.run_stage(stage)
             if outcome == "migrated":
                 continue
@@ -153,6 +175,20 @@ class StageRunner:
                 self.wf.continue_as_new(self.input, state)
         return "completed"
 
+    def publish(self, updates: list[SearchAttributeUpdate[str]]) -> None:
+        """Set the run's stage and step in Temporal's visibility.
+
+        Each upsert is a history event and a visibility write on the server, so runs with
+        ``LOCAL_ACTIVITIES_PATCH`` leave out what is already so: a step never set, a stage
+        given at start or unchanged by a goto. Older runs upsert as their histories say.
+        """
+        if self.wf.local:
+            current = workflow.info().typed_search_attributes
+            updates = [u for u in updates if current.get(u.key) != u.value]
+            if not updates:
+                return
+        workflow.upsert_search_attributes(updates)
+
     async def transition(
         self,
         from_stage: str | None,
@@ -166,7 +202,7 @@ class StageRunner:
         # Only leaving without converting has a reason; a conversion needs none.
         why = end if outcome in ("moved_on", "exited") else None
         self.state.seq += 1
-        await workflow.execute_activity_method(
+        await short_activity(
             JourneyActivities.record_transition,
             TransitionInput(
                 run_key=self.state.run_key,
@@ -185,8 +221,7 @@ class StageRunner:
                 entered_at=self.state.entered_at,
                 at=workflow.now(),
             ),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+            local=self.wf.local,
         )
 
     # --- watching the stage ------------------------------------------------------------
@@ -390,7 +425,7 @@ class StageRunner:
             if instruction.op == "wait_for":
                 assert isinstance(step, WaitForStep)
                 self.wf.show(stage.name, step.id)
-                workflow.upsert_search_attributes([JOURNEY_STEP.value_set(step.id)])
+                self.publish([JOURNEY_STEP.value_set(step.id)])
                 came = await self._wait_for(step, since)
                 pc = instruction.targets[0 if came else 1]
             elif instruction.op == "choose":
@@ -447,12 +482,7 @@ class StageRunner:
                 # comparison. They follow the control path, which sends them nothing anyway.
                 return [v.name for v in step.variants].index(step.control)
             method = JourneyActivities.assign_variant
-        return await workflow.execute_activity_method(
-            method,
-            self._step_input(step),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
-        )
+        return await short_activity(method, self._step_input(step), local=self.wf.local)
 
     def _step_input(self, step: Step) -> StepInput:
         return StepInput(
@@ -469,7 +499,7 @@ class StageRunner:
             return await self.send(stage, step)
         if isinstance(step, WaitStep):
             self.wf.show(stage.name, step.id)
-            workflow.upsert_search_attributes([JOURNEY_STEP.value_set(step.id)])
+            self.publish([JOURNEY_STEP.value_set(step.id)])
             await self._wait(step)
             return None
         assert isinstance(step, UpdateStep)
@@ -485,11 +515,8 @@ class StageRunner:
         if step.until_time is None and step.until_date is None:
             await workflow.sleep(step.seconds)
             return
-        until = await workflow.execute_activity_method(
-            JourneyActivities.resolve_wait,
-            self._step_input(step),
-            start_to_close_timeout=ACTIVITY_TIMEOUT,
-            retry_policy=ACTIVITY_RETRY,
+        until = await short_activity(
+            JourneyActivities.resolve_wait, self._step_input(step), local=self.wf.local
         )
         if until is not None and until > workflow.now():
             await workflow.sleep((until - workflow.now()).total_seconds())

@@ -76,7 +76,8 @@ def _condition(source: str) -> expressions.Expression:
 
 
 def _scheduled_at() -> datetime:
-    # The server's clock when the workflow asked for the activity: skipped time included.
+    # The server's clock when the workflow asked for the activity, skipped time included (for
+    # a server activity; inputs that carry the run's own time are preferred).
     return activity.info().scheduled_time
 
 
@@ -255,7 +256,9 @@ class SimulatedActivities:
     @activity.defn(name="record_transition")
     @_fail_fast
     async def record_transition(self, input: TransitionInput) -> bool:
-        at = _scheduled_at()
+        # The run's clock: a local activity's scheduled time is the worker's wall clock, which
+        # knows nothing of the time the test server skipped.
+        at = input.at if input.at is not None else _scheduled_at()
         if input.to_stage is not None:
             reactions = self._scenario.stages.get(input.to_stage, ())
             customer = self.customers[input.customer_id]

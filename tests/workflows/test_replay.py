@@ -3,9 +3,12 @@
 Each file in ``histories/`` is a real run of a shipped journey on the time-skipping server
 (a customer who converts stage after stage, and one who never answers). Replaying them with
 today's interpreter fails if a change to ``workflows/`` would break runs already in flight;
-such a change needs ``workflow.patched``. After a deliberate, patched change (or a change to
-a shipped journey), record them again, only for the journeys concerned (the others keep
-guarding the interpreter):
+such a change needs ``workflow.patched``. The files directly in ``histories/`` were recorded
+before the short database steps became local activities (``LOCAL_ACTIVITIES_PATCH``) and are
+kept as they are: they stand for runs started by earlier workers. ``histories/current/``
+holds runs of today's interpreter. After a deliberate, patched change (or a change to a
+shipped journey), record the current ones again, only for the journeys concerned (the others
+keep guarding the interpreter):
 
     python3 dev.py test tests/workflows/test_replay.py -k JOURNEY --record-histories
 """
@@ -26,7 +29,7 @@ from temporalio.worker import Replayer
 
 from journeyman.orchestrator.embedded import EmbeddedPostgres
 from journeyman.orchestrator.language import compile_file
-from journeyman.orchestrator.language.compiler import journey_files
+from journeyman.orchestrator.language.folders import journey_files
 from journeyman.workflows.journey import JourneyWorkflow
 from journeyman.workflows.plan import EventMatch, Plan, PropertyTest
 
@@ -34,6 +37,16 @@ from .conftest import Harness, event, running_harness
 
 REPO = Path(__file__).resolve().parents[2]
 HISTORIES = Path(__file__).parent / "histories"
+CURRENT = HISTORIES / "current"  # recorded by today's interpreter
+EARLIER = sorted(HISTORIES.glob("*.json"))  # recorded by earlier interpreters, never rewritten
+# Short database steps that new runs take as local activities, never as server activities.
+LOCAL_STEPS = {
+    "load_plan",
+    "record_transition",
+    "evaluate_branch",
+    "assign_variant",
+    "resolve_wait",
+}
 SHIPPED = journey_files(REPO / "journeys")  # configuration files are not journeys
 
 # One profile that every shipped journey can render and branch on.
@@ -87,7 +100,7 @@ def _satisfying(test: PropertyTest) -> Any:
 
 
 def history_path(plan: Plan, path_name: str) -> Path:
-    return HISTORIES / f"{plan.journey_id}-{path_name}.json"
+    return CURRENT / f"{plan.journey_id}-{path_name}.json"
 
 
 async def record(harness: Harness, path: Path, path_name: str) -> Path:
@@ -147,5 +160,25 @@ async def test_recorded_history_replays(
     )
     history = WorkflowHistory.from_json(f"replay/{target.stem}", _read(target))
     assert len(history.events) > 10  # a real run, not an empty file
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert not scheduled & LOCAL_STEPS, "short steps run as local activities in new runs"
+    replayer = Replayer(workflows=[JourneyWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+
+
+@pytest.mark.parametrize("target", EARLIER, ids=[p.stem for p in EARLIER])
+async def test_history_of_an_earlier_interpreter_replays(target: Path) -> None:
+    """Runs started before local activities keep their command sequence on today's worker."""
+    history = WorkflowHistory.from_json(f"replay/{target.stem}", _read(target))
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert {"load_plan", "record_transition"} <= scheduled  # recorded before the patch
     replayer = Replayer(workflows=[JourneyWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(history)
