@@ -19,9 +19,15 @@ from .errors import ApiError
 from .services import Services
 
 
-def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+async def get_services(request: Request) -> Services:
+    # Async, though it awaits nothing: FastAPI runs a plain function dependency in a worker
+    # thread, a hop every request would pay.
+    return services_of(request)
 
 
 # The source of the write key fixed by configuration (`JOURNEYMAN_WRITE_KEY` or the data dir).
@@ -66,7 +72,7 @@ async def check_write_key(services: Services, supplied: str | None) -> str:
     return source_id
 
 
-def require_admin(request: Request, services: ServicesDep) -> None:
+async def require_admin(request: Request, services: ServicesDep) -> None:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:

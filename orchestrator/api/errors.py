@@ -175,7 +175,7 @@ def without_nul(value: Value) -> Value:
 NulFree = AfterValidator(without_nul)
 
 
-def refuse_nul(request: Request) -> None:
+async def refuse_nul(request: Request) -> None:
     """400 for a NUL in the path or the query, before any of it reaches the database."""
     path: str = request.scope.get("path", "")
     if "\x00" in path or any(_holds_nul(item) for item in request.query_params.multi_items()):

@@ -37,7 +37,7 @@ from journeyman.orchestrator.ingest.segment import (
 )
 from journeyman.orchestrator.observability import type_label
 
-from ..auth import basic_user, check_write_key, get_services
+from ..auth import basic_user, check_write_key, services_of
 from ..backpressure import PatientPool, database_unavailable_is_503
 from ..body import read_json
 from ..errors import ApiError
@@ -134,9 +134,7 @@ def _all_rejected(rejected: list[RejectedMessage]) -> JSONResponse:
 
 async def _accept(request: Request, kind: type[Message] | None) -> IngestResponse | JSONResponse:
     """Answer one request, counted in ``/metrics`` by status, latency and backpressure."""
-    # Not a dependency: FastAPI runs a plain function dependency in a worker thread, and that
-    # hand-over cost more than anything else per request but the messages themselves.
-    services = get_services(request)
+    services = services_of(request)
     started, status, backpressure = time.perf_counter(), 500, None
     try:
         answer = await _answer(request, services, kind)
