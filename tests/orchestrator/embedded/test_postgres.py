@@ -62,8 +62,14 @@ async def test_database_url_is_a_fresh_database(database_url: str) -> None:
     name = await _fetchval(database_url, "SELECT current_database()")
     assert isinstance(name, str) and name.startswith("test_")
     assert database_url.endswith("/" + name)
+    # Copied from the session's migrated template: the schema, and not a row in it.
+    assert await _fetchval(database_url, "SELECT count(*) FROM schema_migrations") > 0
+    assert await _fetchval(database_url, "SELECT count(*) FROM events") == 0
+
+
+async def test_empty_database_url_has_no_tables(empty_database_url: str) -> None:
     tables = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-    assert await _fetchval(database_url, tables) == 0
+    assert await _fetchval(empty_database_url, tables) == 0
 
 
 async def test_second_server_on_same_dir_names_the_running_pid(pg_server: EmbeddedPostgres) -> None:
