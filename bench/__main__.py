@@ -133,6 +133,7 @@ async def _phases(
             sizes=args.scale_sizes,
             clients=args.clients,
             time_limit=args.time_limit,
+            budget=args.scale_budget,
             seed=args.seed,
         )
         result["scale"] = scale.as_dict()
@@ -168,6 +169,7 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "reaction_rate": args.reaction_rate,
         "scale_sizes": args.scale_sizes,
+        "scale_budget": args.scale_budget,
         "pg_sizes": args.pg_sizes,
         "durable": not args.no_fsync,
         "shared_customers": args.shared_customers,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from temporalio import activity
@@ -25,6 +25,7 @@ from .bare_workflow import (
 )
 from .cpu import CpuMeter
 from .progress import Ticker, say
+from .run_history import fetch_shape
 from .stack import Stack
 
 START_CONCURRENCY = 100
@@ -39,6 +40,7 @@ class BareResult:
     starts_per_s: float
     history_events_per_run: int
     cpu_seconds: dict[str, float]
+    history: dict[str, int] = field(default_factory=dict)  # ``run_history.shape``
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,8 +137,7 @@ async def run(
             await asyncio.gather(*runs, replying, return_exceptions=True)
         after = meter.snapshot()
     ticker.close()
-    first = client.get_workflow_handle(f"bench-bare/{task_queue}/bare-{0:06d}")
-    history = (await first.describe()).raw_description.workflow_execution_info.history_length
+    shape = await fetch_shape(client, f"bench-bare/{task_queue}/bare-{0:06d}")
     cpu = CpuMeter.delta(before, after)
     seconds = cpu.pop("wall")
     starts = starts_done_at - start
@@ -146,6 +147,7 @@ async def run(
         journeys_per_s=round(customers / seconds, 2),
         starts_seconds=round(starts, 3),
         starts_per_s=round(customers / starts, 1),
-        history_events_per_run=history,
+        history_events_per_run=shape["events"],
         cpu_seconds=cpu,
+        history=shape,
     )

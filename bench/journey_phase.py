@@ -16,7 +16,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import asyncpg
@@ -30,6 +30,7 @@ from . import timeline, workload
 from .cpu import CpuMeter
 from .progress import Ticker, say
 from .replies import Replies
+from .run_history import fetch_shape
 from .stack import Stack, compile_journey
 
 POLL_SECONDS = 0.1
@@ -48,6 +49,7 @@ class EngineResult:
     history_events_per_run: int
     timeline: dict[str, Any]
     cpu_seconds: dict[str, float]
+    history: dict[str, int] = field(default_factory=dict)  # ``run_history.shape``
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -129,8 +131,7 @@ async def run(
             ticker.close()
         cpu = CpuMeter.delta(before, after)
         seconds = cpu.pop("wall")
-        handle = temporal.get_workflow_handle(workflow_id_for(plan.journey_id, names[0]))
-        history = (await handle.describe()).raw_description.workflow_execution_info.history_length
+        shape = await fetch_shape(temporal, workflow_id_for(plan.journey_id, names[0]))
         hops = await timeline.read(
             conn,
             started=started_db,
@@ -150,9 +151,10 @@ async def run(
         lost_reply_checks=replies.described,
         retried_5xx=stats.retried,
         emails=len(stack.sink.arrivals),
-        history_events_per_run=history,
+        history_events_per_run=shape["events"],
         timeline=hops,
         cpu_seconds=cpu,
+        history=shape,
     )
 
 

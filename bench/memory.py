@@ -34,3 +34,19 @@ def parse_status(text: str) -> Rss:
 def rss(pid: int) -> Rss:
     """The process's resident memory; raises ``OSError`` if it is gone."""
     return parse_status(Path(f"/proc/{pid}/status").read_text())
+
+
+def available_mib(meminfo: Path = Path("/proc/meminfo")) -> float | None:
+    """Memory the machine can still give out (``MemAvailable``), or None where not known."""
+    try:
+        text = meminfo.read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == "MemAvailable":
+            number, unit = value.split()
+            if unit != "kB":
+                raise ValueError(f"unexpected unit {unit!r} for MemAvailable in {meminfo}")
+            return round(int(number) * 1024 / MIB, 1)
+    return None

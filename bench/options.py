@@ -48,6 +48,14 @@ def _parser() -> argparse.ArgumentParser:
         f" (default {','.join(map(str, DEFAULT_SCALE_SIZES))})",
     )
     add(
+        "--scale-budget",
+        type=float,
+        default=None,
+        metavar="S",
+        help="scale: park for at most S seconds across all sizes, then measure where parking"
+        " stopped (default: only --time-limit per size)",
+    )
+    add(
         "--pg-sizes",
         type=sizes,
         default=None,
@@ -120,6 +128,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.wait_quiet < 0:
         parser.error("--wait-quiet must be zero (do not wait) or a number of seconds")
+    if args.scale_budget is not None and args.scale_budget <= 0:
+        parser.error("--scale-budget must be a positive number of seconds")
     if args.reaction_rate <= 0:
         parser.error("--reaction-rate must be positive (events per second)")
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]

@@ -49,13 +49,16 @@ def customer_name(prefix: str, number: int) -> str:
     return f"{prefix}-{number:07d}"
 
 
-def entry_bodies(customers: list[str]) -> list[tuple[bytes, int]]:
-    """``/v1/batch`` bodies: each customer's ``identify`` (with an email) and entry event."""
+def entry_bodies(customers: list[str], *, first_number: int = 0) -> list[tuple[bytes, int]]:
+    """``/v1/batch`` bodies: each customer's ``identify`` (with an email) and entry event.
+
+    ``first_number`` numbers the first customer's name trait, the rest following on.
+    """
     out = []
     for start in range(0, len(customers), CUSTOMERS_PER_REQUEST):
         messages = []
         for number, customer in enumerate(customers[start : start + CUSTOMERS_PER_REQUEST]):
-            messages.append(workload.identify(customer, start + number))
+            messages.append(workload.identify(customer, first_number + start + number))
             messages.append(workload.track(customer, PARK_EVENT, {"plan": "basic"}))
         out.append((workload.body(messages), len(messages)))
     return out

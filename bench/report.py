@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import report_details
+from . import report_details, run_history
 from .targets import evaluate
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -123,6 +123,11 @@ def _journeys_rows(result: dict[str, Any]) -> list[str]:
             f"| Temporal history events per run, engine / bare"
             f" | {engine['history_events_per_run']} / {bare['history_events_per_run']} |"
         )
+        if engine.get("history") and bare.get("history"):
+            lines.append(
+                "| among them, per run, engine / bare"
+                f" | {run_history.describe(engine['history'], bare['history'])} |"
+            )
         ratio = engine["journeys_per_s"] / bare["journeys_per_s"]
         lines.append(f"| engine / bare Temporal | **{ratio:.0%}** |")
     return lines

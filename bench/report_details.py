@@ -72,6 +72,18 @@ def _pair(summary: dict[str, float]) -> str:
     return f"{summary['p50_ms']:,.1f} / {summary['p99_ms']:,.1f}"
 
 
+def _parked(point: dict[str, Any]) -> str:
+    """The size measured; ``12,345 of 100,000`` when parking stopped short of the size."""
+    size = point.get("size", point["parked"])
+    if point["parked"] < size:
+        return f"{point['parked']:,} of {size:,}"
+    return f"{point['parked']:,}"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:,.1f} min"
+
+
 def growth_tables(result: dict[str, Any]) -> list[str]:
     """Each scale figure by size, so the curve shows."""
     lines: list[str] = []
@@ -82,18 +94,27 @@ def growth_tables(result: dict[str, Any]) -> list[str]:
             "Growth with customers parked in a `wait_for` (worker in its own process;"
             f" {scale['calls']} calls each, ms p50 / p99):",
             "",
-            "| parked | parked/s (this step) | worker RSS (peak) MiB | Temporal server RSS MiB"
-            " | funnel | look-up | look-ups answered by the run |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| parked | parked/s (this step) | parking, all sizes | worker RSS (peak) MiB"
+            " | Temporal server RSS MiB | funnel | look-up | look-ups answered by the run |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for p in scale["points"]:
             lines.append(
-                f"| {p['parked']:,} | {p['parked_per_s']:,.1f}"
+                f"| {_parked(p)} | {p['parked_per_s']:,.1f}"
+                f" | {_minutes(p.get('park_total_seconds'))}"
                 f" | {p['worker_rss_mib']:,.0f} ({p['worker_peak_rss_mib']:,.0f})"
                 f" | {p['temporal_server_rss_mib']:,.0f} | {_pair(p['funnel'])}"
                 f" | {_pair(p['lookup'])} | {p['lookup_positions_from_temporal']} of"
                 f" {scale['calls']} |"
             )
+        stopped = [p for p in scale["points"] if p.get("stopped")]
+        if stopped:
+            last = stopped[-1]
+            lines += [
+                "",
+                f"Parking stopped at {last['parked']:,} of {last['size']:,} customers:"
+                f" {last['stopped']}; the figures of that row are taken there.",
+            ]
     pg = result.get("pg")
     if pg and pg["points"]:
         lines += [

@@ -117,10 +117,10 @@ def _worker_scale(scale: dict[str, Any] | None) -> list[Outcome]:
     if reached:
         rss = judge(WORKER_RSS, reached[0]["worker_rss_mib"], f"at {reached[0]['parked']:,}")
     else:
-        note = (
-            f"largest size {largest['parked']:,}: {largest['worker_rss_mib']:,.0f} MiB;"
-            f" run with --scale-sizes up to {WORKER_TARGET_SIZE:,} to measure"
-        )
+        how = f"run with --scale-sizes up to {WORKER_TARGET_SIZE:,} to measure"
+        if largest.get("stopped"):
+            how = f"parking stopped at {largest['parked']:,}: {largest['stopped']}"
+        note = f"largest size {largest['parked']:,}: {largest['worker_rss_mib']:,.0f} MiB; {how}"
         rss = judge(WORKER_RSS, None, note)
     at = f"at {largest['parked']:,} parked"
     return [

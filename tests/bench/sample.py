@@ -42,15 +42,29 @@ def ceiling(events_per_s: float, events: int = 20_000) -> Ceiling:
     )
 
 
-def scale_point(parked: int, rss_mib: float, funnel_p99: float, lookup_p99: float) -> ScalePoint:
+def scale_point(
+    parked: int,
+    rss_mib: float,
+    funnel_p99: float,
+    lookup_p99: float,
+    *,
+    size: int | None = None,
+    stopped: str = "",
+) -> ScalePoint:
     return ScalePoint(
         parked=parked,
+        size=size or parked,
+        stopped=stopped,
         park_seconds=parked / 20,
+        park_total_seconds=parked / 20,
         parked_per_s=20.0,
         settle_seconds=1.0,
         worker_rss_mib=rss_mib,
         worker_peak_rss_mib=rss_mib + 5,
         temporal_server_rss_mib=300.0,
+        temporal_server_peak_rss_mib=310.0,
+        machine_available_mib=20_000.0,
+        visibility_parked=parked,
         funnel_now=parked,
         funnel=latency(5.0, funnel_p99),
         lookup=latency(20.0, lookup_p99),

@@ -38,6 +38,11 @@ def test_one_command_measures_every_figure_next_to_its_ceiling(tmp_path: Path) -
     for ceiling in ("copy", "upsert", "bulk_copy"):
         assert result["ceilings"][ceiling]["events_per_s"] > 0
     assert result["reaction"]["reaction"]["count"] == 8
+    # The engine's run schedules on the server only what the bare one does (its two sends);
+    # plan, transitions and branches are local activities, recorded as markers.
+    engine, bare = result["engine"]["history"], result["bare"]["history"]
+    assert engine["activities"] == bare["activities"] == 2
+    assert engine["markers"] >= 3 and bare["markers"] == 0
     assert 0 < result["reaction"]["reaction"]["p50_ms"] <= result["reaction"]["reaction"]["max_ms"]
     assert [p["parked"] for p in result["scale"]["points"]] == [4, 8, 12]
     assert all(p["funnel_now"] == p["parked"] for p in result["scale"]["points"])

@@ -34,6 +34,11 @@ def test_presets_and_explicit_sizes() -> None:
     assert mine.time_limit == 60
 
 
+def test_the_scale_budget_is_off_unless_given() -> None:
+    assert parse_args([]).scale_budget is None
+    assert parse_args(["--full-scale", "--scale-budget", "3600"]).scale_budget == 3600
+
+
 def test_sizes_are_parsed_deduplicated_and_checked() -> None:
     assert sizes("300, 100,100") == [100, 300]
     with pytest.raises(argparse.ArgumentTypeError, match="whole numbers"):
@@ -51,6 +56,7 @@ def test_sizes_are_parsed_deduplicated_and_checked() -> None:
         (["--clients", "0"], "--clients must be positive"),
         (["--pg-sizes", "ten"], "whole numbers"),
         (["--wait-quiet", "-1"], "--wait-quiet must be zero"),
+        (["--scale-budget", "0"], "--scale-budget must be a positive number of seconds"),
     ],
 )
 def test_bad_flags_exit_with_a_message(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from bench.cpu import wait_for_quiet
 from bench.mailbox import Mail, parse_line
-from bench.memory import parse_status, rss
+from bench.memory import available_mib, parse_status, rss
 
 STATUS = """Name:\tpython
 VmPeak:\t 1200000 kB
@@ -23,6 +24,17 @@ def test_rss_now_and_peak_come_from_the_status_file() -> None:
     assert (found.now_mib, found.peak_mib) == (200.0, 300.0)
     with pytest.raises(ValueError, match="no VmRSS"):
         parse_status("Name:\tkthreadd\n")
+
+
+def test_available_memory_comes_from_meminfo(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24684288 kB\nMemAvailable:    3145728 kB\n")
+    assert available_mib(meminfo) == 3072.0
+    meminfo.write_text("MemTotal:       24684288 kB\n")
+    assert available_mib(meminfo) is None  # a kernel too old to say
+    assert available_mib(tmp_path / "absent") is None
+    machine = available_mib()
+    assert machine is not None and 0 < machine < 64 * 1024 * 1024
 
 
 def test_rss_of_this_process_is_plausible() -> None:

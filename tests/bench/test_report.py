@@ -8,7 +8,7 @@ from typing import Any
 
 from bench import report
 
-from .sample import result
+from .sample import result, scale_point
 
 
 def tables(markdown: str) -> list[dict[str, list[str]]]:
@@ -107,8 +107,8 @@ def test_growth_tables_show_each_size() -> None:
     text = rendered(result())
     parked, in_postgres = tables(text)[-2:]
     assert list(parked) == ["parked", "1,000", "10,000", "100,000"]
-    assert parked["1,000"][:3] == ["20.0", "200 (205)", "300"]
-    assert parked["100,000"][3:] == ["5.0 / 14.0", "20.0 / 40.0", "50 of 50"]
+    assert parked["1,000"][:4] == ["20.0", "0.8 min", "200 (205)", "300"]
+    assert parked["100,000"][4:] == ["5.0 / 14.0", "20.0 / 40.0", "50 of 50"]
     assert list(in_postgres) == ["customers", "10,000", "100,000", "1,000,000"]
     assert in_postgres["1,000,000"] == [
         "10,000,000",
@@ -119,6 +119,19 @@ def test_growth_tables_show_each_size() -> None:
     ]
     assert "Growth with customers parked in a `wait_for`" in text
     assert "Growth with generated customers in Postgres (10 events each" in text
+
+
+def test_a_size_parking_fell_short_of_shows_how_far_it_got_and_why() -> None:
+    why = "its 3,600 s of parking time were up"
+    points = [
+        scale_point(1_000, 200.0, 12.0, 30.0),
+        scale_point(41_234, 380.0, 13.0, 35.0, size=100_000, stopped=why),
+    ]
+    text = rendered(result(scale=points))
+    parked = tables(text)[-2]
+    assert list(parked) == ["parked", "1,000", "41,234 of 100,000"]
+    assert f"Parking stopped at 41,234 of 100,000 customers: {why};" in text
+    assert "Parking stopped" not in rendered(result())
 
 
 def test_the_cpu_table_has_a_row_per_timed_phase() -> None:

@@ -89,6 +89,19 @@ def test_worker_memory_is_judged_at_100k_parked_only() -> None:
     )
 
 
+def test_worker_memory_note_says_why_parking_stopped_short_of_100k() -> None:
+    why = "the machine had 3,000 MiB of memory left"
+    short = result(
+        scale=[
+            scale_point(10_000, 300, 10, 10),
+            scale_point(64_000, 410, 10, 10, size=100_000, stopped=why),
+        ]
+    )
+    outcome = {o.target: o for o in evaluate(short)}[targets.WORKER_RSS]
+    assert outcome.verdict == NOT_MEASURED
+    assert outcome.note == f"largest size 64,000: 410 MiB; parking stopped at 64,000: {why}"
+
+
 def test_scale_latency_targets_are_judged_at_the_largest_size() -> None:
     run = result(
         scale=[scale_point(1_000, 200, 60, 10), scale_point(2_000, 210, 20, 70)],
