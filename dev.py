@@ -87,9 +87,16 @@ def main(args: list[str]) -> int:
         _ensure_chromium()
         if rest:
             return _run([python, "-m", "pytest", *rest])
-        # The browser tests run in a process of their own: Playwright's driver and Chromium
-        # children share nothing with the servers the rest of the suite starts and stops.
-        code = _run([python, "-m", "pytest", "--ignore=tests/browser"])
+        # Most tests wait on their servers (Postgres, Temporal, SMTP), so several processes
+        # share the cores well; each has its own servers. The fault drills time real restarts
+        # and kills, so they run alone afterwards. The browser tests run in a process of their
+        # own: Playwright's driver and Chromium share nothing with the other servers.
+        processes = str(max(2, min(os.cpu_count() or 1, 4)))
+        parallel = ["-n", processes, "--dist", "loadfile"]
+        code = _run(
+            [python, "-m", "pytest", *parallel, "--ignore=tests/browser", "--ignore=tests/faults"]
+        )
+        code |= _run([python, "-m", "pytest", "tests/faults"])
         return code | _run([python, "-m", "pytest", "tests/browser"])
     if command == "lint":
         code = _run([python, "-m", "ruff", "check", "."])

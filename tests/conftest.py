@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -100,6 +101,20 @@ async def temporal_dev_server() -> AsyncIterator[TemporalDevServer]:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server, pydantic payloads, our search attributes registered."""
+    async with _time_skipping_server() as env:
+        yield env
+
+
+@pytest.fixture
+async def own_time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server for this test alone, for tests that judge by the server's
+    clock: on the shared one, earlier tests' timers may have moved it years ahead."""
+    async with _time_skipping_server() as env:
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def _time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_test_server_binary(),
         data_converter=pydantic_data_converter,

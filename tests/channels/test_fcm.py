@@ -427,6 +427,8 @@ async def test_no_secret_in_errors_reprs_or_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Named too: a process whose logging was configured quiets httpx below WARNING.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     source = service_account(client, fcm, rsa_key)
     sender = provider(client, fcm, source)
     texts = [repr(source), repr(sender), repr(StaticTokenSource(STATIC_TOKEN))]

@@ -253,9 +253,9 @@ async def test_segments_reading_recency_follow_in_the_same_sweep(pool: asyncpg.P
 
 
 async def test_sweep_workflow_runs_the_real_activity(
-    time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool
+    own_time_skipping_env: WorkflowEnvironment, pool: asyncpg.Pool
 ) -> None:
-    client = time_skipping_env.client
+    client = own_time_skipping_env.client
     # Judged at the test server's time, whatever it is: long ago is lost, the future active.
     await seen(pool, "old", datetime(2000, 1, 1, tzinfo=UTC))
     await seen(pool, "new", datetime(2100, 1, 1, tzinfo=UTC))
