@@ -143,7 +143,7 @@ async def post_all(
 ) -> PostStats:
     """POST every body to ``/v1/batch``; client ``k`` of ``concurrency`` posts every k-th body.
 
-    A 5xx is retried with backoff, like the Segment SDKs do (the request was rolled back),
+    A 5xx or a lost connection is retried with backoff, like the Segment SDKs do,
     up to ``RETRIES`` times; anything else that is not a 200 fails the run.
     """
     stats = stats or PostStats()
@@ -152,9 +152,21 @@ async def post_all(
         for content, count in mine:
             for attempt in range(RETRIES + 1):
                 started = time.perf_counter()
-                response = await client.post(
-                    "/v1/batch", content=content, headers={"content-type": "application/json"}
-                )
+                try:
+                    response = await client.post(
+                        "/v1/batch",
+                        content=content,
+                        headers={"content-type": "application/json"},
+                    )
+                except httpx.TransportError as exc:
+                    # A kept-alive connection the server closed as it was reused: sent again,
+                    # as the SDKs do; the messageIds make a stored request a duplicate.
+                    if attempt == RETRIES:
+                        raise
+                    stats.retried += 1
+                    stats.errors.append(f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(0.05 * 2**attempt)
+                    continue
                 if response.status_code < 500 or attempt == RETRIES:
                     break
                 stats.retried += 1
