@@ -63,7 +63,8 @@ async def test_database_url_is_a_fresh_database(database_url: str) -> None:
     assert isinstance(name, str) and name.startswith("test_")
     assert database_url.endswith("/" + name)
     # Copied from the session's migrated template: the schema, and not a row in it.
-    assert await _fetchval(database_url, "SELECT count(*) FROM schema_migrations") > 0
+    migrations = await _fetchval(database_url, "SELECT count(*) FROM schema_migrations")
+    assert isinstance(migrations, int) and migrations > 0
     assert await _fetchval(database_url, "SELECT count(*) FROM events") == 0
 
 
