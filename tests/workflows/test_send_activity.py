@@ -111,38 +111,26 @@ async def test_an_attempt_overtaken_by_a_later_one_does_not_send(harness: Harnes
     plan = await harness.deploy(JOURNEY)
     await harness.profile("d7", email="ka@example.com")
     send = _input(plan.version, "d7", "hello")
-    first = await ledger.claim_send(
-        harness.pool,
-        send_key=send.send_key,
-        journey_id="sends",
-        version=plan.version,
-        customer_id="d7",
-        step_id="hello",
-        channel="email",
-    )
+
+    async def claim() -> ledger.ClaimResult:
+        return await ledger.claim_send(
+            harness.pool,
+            send_key=send.send_key,
+            journey_id="sends",
+            version=plan.version,
+            customer_id="d7",
+            step_id="hello",
+            channel="email",
+        )
+
+    first = await claim()
     # Presumed dead, the first attempt is overtaken before it hands the message over.
-    second = await ledger.claim_send(
-        harness.pool,
-        send_key=send.send_key,
-        journey_id="sends",
-        version=plan.version,
-        customer_id="d7",
-        step_id="hello",
-        channel="email",
-    )
+    second = await claim()
     assert (first.claimed, first.fresh, second.claimed, second.fresh) == (True, True, True, False)
     assert not await ledger.hand_over(harness.pool, send_key=send.send_key, attempt=first.attempts)
     assert await ledger.hand_over(harness.pool, send_key=send.send_key, attempt=second.attempts)
     # Once handed over, a third attempt may not take the claim.
-    third = await ledger.claim_send(
-        harness.pool,
-        send_key=send.send_key,
-        journey_id="sends",
-        version=plan.version,
-        customer_id="d7",
-        step_id="hello",
-        channel="email",
-    )
+    third = await claim()
     assert (third.claimed, third.handed_over, third.status) == (False, True, "sending")
 
 
